@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Autonomiq Monitor: health checks, failure recovery and alerts for an X posting pipeline.
+
+This file is the composition root and the command line: it loads settings, builds the checks
+(and, in later layers, fixers and channels), and hands each subcommand to plain functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from checks import CHECKS
+from checks.base import CheckFn, CheckResult, Status, run_checks
+from utils.config import EX_CONFIG, ConfigError, Settings, load_settings
+from utils.context import MonitorContext
+from utils.redact import redact, register_secrets
+
+logger = logging.getLogger("autonomiq")
+
+
+class AutonomousMonitor:
+    """Holds the registered checks and fixers and runs them against one context."""
+
+    def __init__(self, ctx: MonitorContext) -> None:
+        self.ctx = ctx
+        self.checks: dict[str, CheckFn] = {}
+        self.fixers: dict[str, Callable[..., Any]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AutonomousMonitor:
+        """A monitor with every built-in check registered."""
+        monitor = cls(MonitorContext(settings))
+        for name, check in CHECKS.items():
+            monitor.register_check(name, check)
+        return monitor
+
+    def register_check(self, name: str, check: CheckFn) -> None:
+        """Add (or replace) the check run under `name`."""
+        self.checks[name] = check
+
+    def register_fixer(self, name: str, fixer: Callable[..., Any]) -> None:
+        """Add (or replace) the recovery routine run under `name`."""
+        self.fixers[name] = fixer
+
+    def run_health_round(self, trigger: str = "manual",
+                         names: list[str] | None = None) -> list[CheckResult]:
+        """Run the checks at once, store the results, and return them in registration order."""
+        selected = {n: c for n, c in self.checks.items() if names is None or n in names}
+        results = run_checks(selected, self.ctx, self.ctx.settings.check_timeout_seconds)
+        for result in results:
+            log = logger.info if result.status is Status.OK else logger.warning
+            log("check %s: %s - %s (%.0f ms)", result.name, result.status.value, result.detail,
+                result.duration_ms)
+        try:
+            from utils.history import save_results
+
+            save_results(self.ctx.engine, results, trigger)
+        except Exception as exc:
+            logger.warning("could not store check results: %s", exc)
+        self.after_round(results, trigger)
+        return results
+
+    def after_round(self, results: list[CheckResult], trigger: str) -> None:
+        """Extension point called after every stored health round (incidents plug in here)."""
+
+    def close(self) -> None:
+        """Release connections and sessions."""
+        self.ctx.close()
+
+
+# --- subcommands -------------------------------------------------------------------------------
+
+def render_table(results: list[CheckResult]) -> str:
+    """A fixed-width table: status, name, detail, time."""
+    lines = [f"{'STATUS':<9} {'CHECK':<12} {'TIME':>8}  DETAIL"]
+    for r in results:
+        lines.append(f"{r.status.value.upper():<9} {r.name:<12} {r.duration_ms:>6.0f}ms  {r.detail}")
+    worst = Status.worst(r.status for r in results)
+    lines.append(f"overall: {worst.value}")
+    return "\n".join(lines)
+
+
+def cmd_check(monitor: AutonomousMonitor, args: argparse.Namespace) -> int:
+    """Run every check once; print a table or JSON; exit with the Nagios code of the worst."""
+    results = monitor.run_health_round("manual")
+    worst = Status.worst(r.status for r in results)
+    if args.json:
+        payload = {"status": worst.value, "checked_at": monitor.ctx.now().isoformat(),
+                   "checks": [r.to_json() for r in results]}
+        print(redact(json.dumps(payload, default=str)))
+    else:
+        print(redact(render_table(results)))
+    return worst.exit_code
+
+
+def args_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.epilog = "Exit status (Nagios convention): 0 ok, 1 warning, 2 critical, 3 unknown."
+
+
+Handler = Callable[[AutonomousMonitor, argparse.Namespace], int]
+# One line per subcommand: name -> (handler, help, adds its arguments).
+COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None]]] = {
+    "check": (cmd_check, "run every health check once and print the results", args_check),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subparser per entry of COMMANDS."""
+    parser = argparse.ArgumentParser(
+        prog="autonomous_monitor.py",
+        description="Autonomiq Monitor: health checks, failure recovery and alerts for an X "
+                    "posting pipeline. Settings come from the environment and .env (ENV_FILE). "
+                    "With no command it runs the daemon in the foreground (same as `run`).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_handler, help_text, add_arguments) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, load settings (exit 78 on a bad one) and run the subcommand."""
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EX_CONFIG
+    register_secrets(settings.secret_values)
+    from utils.logging_setup import setup_logging
+
+    setup_logging(settings.log_dir, settings.log_level,
+                  stderr_level=None if command == "run" else "WARNING")
+    if command not in COMMANDS:
+        print(f"{command}: not available yet", file=sys.stderr)
+        return 2
+    monitor = AutonomousMonitor.from_settings(settings)
+    try:
+        return COMMANDS[command][0](monitor, args)
+    finally:
+        monitor.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared building blocks: settings, database, HTTP, X client, logging, redaction."""

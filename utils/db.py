@@ -1,0 +1,192 @@
+"""The database: engine factory and every table the monitor and the pipeline share.
+
+SQLAlchemy Core (not the ORM): it is all the monitor needs and costs less memory. Times are
+stored as naive UTC and come back as aware UTC (`UTCDateTime`), so SQLite, PostgreSQL and
+MySQL/MariaDB behave the same.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, naive UTC in the column."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+# The post ledger: a contract with the pipeline (column names are documented in the README).
+POST_STATUSES = ("scheduled", "posting", "posted", "failed", "retry_scheduled", "gave_up", "skipped")
+posts = Table(
+    "posts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("text", Text, nullable=False),
+    Column("scheduled_at", UTCDateTime),
+    Column("status", String(20), nullable=False, default="scheduled"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("failure_class", String(32)),
+    Column("next_attempt_at", UTCDateTime),
+    Column("tweet_id", String(64)),
+    Column("posted_at", UTCDateTime),
+    Column("updated_at", UTCDateTime),
+    # Beyond the contract: what recovery needs to stay exactly-once and to honour resets.
+    Column("last_error_headers", Text),       # JSON of the x-rate-limit-* / 24-hour headers seen
+    Column("ambiguous_attempt", Boolean, nullable=False, default=False),
+    Index("ix_posts_status_next_attempt", "status", "next_attempt_at"),
+    Index("ix_posts_status_scheduled", "status", "scheduled_at"),
+)
+
+health_checks = Table(
+    "health_checks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("data", Text, nullable=False),          # JSON
+    Column("trigger", String(32), nullable=False),  # manual, startup, pre_posting, sweep
+    Column("checked_at", UTCDateTime, nullable=False),
+    Index("ix_health_checks_name_checked", "name", "checked_at"),
+)
+
+actions = Table(
+    "actions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("routine", String(64), nullable=False),
+    Column("target", String(255), nullable=False),
+    Column("reason", String(64), nullable=False),    # failure class or check that led to it
+    Column("outcome", String(32), nullable=False),   # fixed, failed, skipped, dry_run, blocked …
+    Column("detail", Text, nullable=False),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("duration_ms", Float, nullable=False, default=0.0),
+    Index("ix_actions_routine_started", "routine", "started_at"),
+)
+
+incidents = Table(
+    "incidents", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(255), nullable=False),       # check:<name> or failure:<class>:<target>
+    Column("status", String(16), nullable=False),     # open, resolved
+    Column("severity", String(16), nullable=False),   # warning, critical, unknown
+    Column("title", Text, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    Column("last_notified_at", UTCDateTime),
+    Column("failure_count", Integer, nullable=False, default=0),
+    Column("success_streak", Integer, nullable=False, default=0),
+    Column("actions_taken", Text, nullable=False, default=""),
+    Column("flapping", Boolean, nullable=False, default=False),
+    Index("ix_incidents_key_status", "key", "status"),
+)
+
+log_offsets = Table(
+    "log_offsets", metadata,
+    Column("path", String(512), primary_key=True),
+    Column("inode", String(64), nullable=False),
+    Column("offset", Integer, nullable=False),
+    Column("head_hash", String(64), nullable=False, default=""),  # detects truncate+rewrite
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False),   # a stable id of the URL, never the URL
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("notify_type", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("last_error", Text),
+    Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
+)
+
+# Small JSON values that must survive restarts: API budgets, silences, backoff windows …
+monitor_state = Table(
+    "monitor_state", metadata,
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+def make_engine(url: str, *, connect_timeout: float = 10.0) -> Engine:
+    """An engine for `url` with bounded connect times; creates the folder of an SQLite file."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    connect_args: dict[str, object] = {}
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args["timeout"] = connect_timeout
+    elif backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        connect_args["connect_timeout"] = max(1, int(connect_timeout))
+    elif backend in ("mysql", "mariadb"):
+        if "+" not in parsed.drivername:
+            parsed = parsed.set(drivername=f"{backend}+pymysql")
+        connect_args.update(connect_timeout=max(1, int(connect_timeout)),
+                            read_timeout=max(1, int(connect_timeout)),
+                            write_timeout=max(1, int(connect_timeout)))
+    engine = create_engine(parsed, connect_args=connect_args, pool_pre_ping=True,
+                           pool_recycle=1800)
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")   # the pipeline and the monitor write concurrently
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def init_db(engine: Engine) -> None:
+    """Create every table and index that is missing; never alters or drops existing ones."""
+    metadata.create_all(engine, checkfirst=True)
+
+
+def utc_now() -> datetime:
+    """The current time, aware, in UTC (the default clock)."""
+    return datetime.now(UTC)
