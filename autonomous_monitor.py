@@ -16,6 +16,7 @@ from typing import Any
 
 from checks import CHECKS
 from checks.base import CheckFn, CheckResult, Status, run_checks
+from recovery.report import SweepReport
 from utils.config import EX_CONFIG, ConfigError, Settings, load_settings
 from utils.context import MonitorContext
 from utils.redact import redact, register_secrets
@@ -67,6 +68,15 @@ class AutonomousMonitor:
 
     def after_round(self, results: list[CheckResult], trigger: str) -> None:
         """Extension point called after every stored health round (incidents plug in here)."""
+
+    def after_sweep(self, report: SweepReport) -> None:
+        """Extension point called after every sweep (incidents plug in here)."""
+
+    def start_services(self) -> None:
+        """Start background services the daemon needs (notification delivery)."""
+
+    def stop_services(self, timeout_s: float = 5.0) -> None:
+        """Stop what `start_services` started, waiting at most `timeout_s`."""
 
     def close(self) -> None:
         """Release connections and sessions."""
