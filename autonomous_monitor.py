@@ -16,9 +16,13 @@ from typing import Any
 
 from checks import CHECKS
 from checks.base import CheckFn, CheckResult, Status, run_checks
+from notify.cli import args_notify_test, args_silence, cmd_notify_test, cmd_silence
+from notify.service import NotificationService
+from recovery import ROUTINES
 from recovery.report import SweepReport
 from utils.config import EX_CONFIG, ConfigError, Settings, load_settings
 from utils.context import MonitorContext
+from utils.daemon_cli import args_run, args_status, cmd_run, cmd_status
 from utils.redact import redact, register_secrets
 
 logger = logging.getLogger("autonomiq")
@@ -31,6 +35,7 @@ class AutonomousMonitor:
         self.ctx = ctx
         self.checks: dict[str, CheckFn] = {}
         self.fixers: dict[str, Callable[..., Any]] = {}
+        self.notifications = NotificationService(ctx)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AutonomousMonitor:
@@ -38,6 +43,8 @@ class AutonomousMonitor:
         monitor = cls(MonitorContext(settings))
         for name, check in CHECKS.items():
             monitor.register_check(name, check)
+        for name, routine in ROUTINES.items():
+            monitor.register_fixer(name, routine)
         return monitor
 
     def register_check(self, name: str, check: CheckFn) -> None:
@@ -66,17 +73,30 @@ class AutonomousMonitor:
         self.after_round(results, trigger)
         return results
 
+    def run_sweep(self) -> SweepReport:
+        """One pipeline sweep (checks, ledger, logs → recovery); logged and handed to after_sweep."""
+        from recovery.sweep import run_sweep
+
+        report = run_sweep(self.ctx)
+        logger.info("sweep: %s", report.summary())
+        self.after_sweep(report)
+        return report
+
     def after_round(self, results: list[CheckResult], trigger: str) -> None:
         """Extension point called after every stored health round (incidents plug in here)."""
+        self.notifications.observe_round(results, trigger)
 
     def after_sweep(self, report: SweepReport) -> None:
         """Extension point called after every sweep (incidents plug in here)."""
+        self.notifications.observe_sweep(report)
 
     def start_services(self) -> None:
         """Start background services the daemon needs (notification delivery)."""
+        self.notifications.start()
 
     def stop_services(self, timeout_s: float = 5.0) -> None:
         """Stop what `start_services` started, waiting at most `timeout_s`."""
+        self.notifications.stop(timeout_s)
 
     def close(self) -> None:
         """Release connections and sessions."""
@@ -113,10 +133,33 @@ def args_check(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Exit status (Nagios convention): 0 ok, 1 warning, 2 critical, 3 unknown."
 
 
+def cmd_sweep(monitor: AutonomousMonitor, args: argparse.Namespace) -> int:
+    """Run one sweep; print a summary or JSON; exit 0 healthy, 1 acted, 2 a human is needed."""
+    from recovery.sweep import render_report, sweep_exit_code
+
+    report = monitor.run_sweep()
+    print(redact(json.dumps(report.to_json(), default=str) if args.json else render_report(report)))
+    return sweep_exit_code(report)
+
+
+def args_sweep(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help='print {"detected": [...], "actions": [...], "errors": [...]}')
+    parser.epilog = ("Exit status: 0 nothing wrong, 1 something was detected or fixed, "
+                     "2 a human is needed (a routine asked for one, was blocked, or part of the "
+                     "sweep could not run).")
+
+
 Handler = Callable[[AutonomousMonitor, argparse.Namespace], int]
 # One line per subcommand: name -> (handler, help, adds its arguments).
 COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None]]] = {
     "check": (cmd_check, "run every health check once and print the results", args_check),
+    "sweep": (cmd_sweep, "run one pipeline sweep (ledger, logs, scheduler), recover, summarise", args_sweep),
+    "run": (cmd_run, "run the daemon in the foreground (the default)", args_run),
+    "status": (cmd_status, "show jobs, latest checks, incidents, actions, retries, API budget",
+               args_status),
+    "notify-test": (cmd_notify_test, "send a test message to every notification channel", args_notify_test),
+    "silence": (cmd_silence, "silence a check's alerts for a while (still recorded)", args_silence),
 }
 
 

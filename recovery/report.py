@@ -35,6 +35,8 @@ class ActionRecord:
     reason: str = ""      # the failure class or check that led to it
     verified: bool | None = None  # the check re-run after the routine passed (None: not applicable)
     needs_human: bool = False     # the routine cannot fix this; the message says what to do
+    duration_ms: float = 0.0      # how long the routine (and its verification) took
+    post_id: int | None = None    # the ledger row it worked on, if any
 
     def to_json(self) -> dict[str, Any]:
         """The `actions[]` item of `sweep --json`."""

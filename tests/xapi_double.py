@@ -19,6 +19,7 @@ from typing import Any
 
 ME = "GET /2/users/me"
 TWEETS = "POST /2/tweets"
+OAUTH2_TOKEN = "POST /2/oauth2/token"
 
 # Exact bodies as X sends them (shared/X_API_NOTES.md §1e, §2a).
 BODY_401 = {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}
@@ -95,6 +96,11 @@ class XApiDouble:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        # OAuth 2.0 (confidential client): refresh tokens rotate, access tokens act as user bearer.
+        self.oauth2_client: tuple[str, str] | None = None
+        self.oauth2_refresh_token: str | None = None
+        self.oauth2_access_tokens: set[str] = set()
+        self.oauth2_refreshes = 0
 
     # --- control --------------------------------------------------------------------------
     @property
@@ -167,7 +173,9 @@ class XApiDouble:
             if scripted.mode == "post_then_hang":
                 self._record_tweet(body)
             return scripted
-        if f'oauth_consumer_key="{self.api_key}"' not in auth:
+        if route == OAUTH2_TOKEN:
+            return self._oauth2_token(auth, body)
+        if f'oauth_consumer_key="{self.api_key}"' not in auth and not self._oauth2_user(auth):
             return Reply(401, BODY_401)
         headers, exhausted = self._rate_headers(route)
         if exhausted:
@@ -204,6 +212,38 @@ class XApiDouble:
         tweet = self._record_tweet(body)
         return Reply(201, {"data": {"id": tweet["id"], "text": text,
                                     "edit_history_tweet_ids": [tweet["id"]]}}, headers)
+
+    def enable_oauth2(self, client_id: str, client_secret: str, refresh_token: str) -> None:
+        """Accept `refresh_token` once at POST /2/oauth2/token for this confidential client."""
+        self.oauth2_client = (client_id, client_secret)
+        self.oauth2_refresh_token = refresh_token
+
+    def _oauth2_user(self, auth: str) -> bool:
+        return auth.startswith("Bearer ") and auth[len("Bearer "):] in self.oauth2_access_tokens
+
+    def _oauth2_token(self, auth: str, body: bytes) -> Reply:
+        """The refresh_token grant: HTTP Basic client auth, single-use rotating refresh tokens."""
+        import base64
+        from urllib.parse import parse_qs
+
+        expected = self.oauth2_client and "Basic " + base64.b64encode(
+            ":".join(self.oauth2_client).encode()).decode()
+        if not expected or auth != expected:
+            return Reply(401, {"error": "unauthorized_client",
+                               "error_description": "Missing valid authorization header"})
+        form = {key: values[0] for key, values in parse_qs(body.decode()).items()}
+        if form.get("grant_type") != "refresh_token" or not self.oauth2_refresh_token \
+                or form.get("refresh_token") != self.oauth2_refresh_token:
+            return Reply(400, {"error": "invalid_request",
+                               "error_description": "Value passed for the token was invalid."})
+        with self._lock:
+            self.oauth2_refreshes += 1
+            access = f"oauth2-access-{self.oauth2_refreshes}-SECRETbearerZZ"
+            self.oauth2_refresh_token = f"oauth2-refresh-{self.oauth2_refreshes}-rotatedSECRETZZ"
+            self.oauth2_access_tokens.add(access)
+        return Reply(200, {"token_type": "bearer", "expires_in": 7200, "access_token": access,
+                           "scope": "tweet.write users.read tweet.read offline.access",
+                           "refresh_token": self.oauth2_refresh_token})
 
     def _record_tweet(self, body: bytes) -> dict[str, Any]:
         with self._lock:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -113,6 +114,10 @@ incidents = Table(
     Column("success_streak", Integer, nullable=False, default=0),
     Column("actions_taken", Text, nullable=False, default=""),
     Column("flapping", Boolean, nullable=False, default=False),
+    # notify/incidents.py: consecutive failing rounds, the severity last alerted (None: never), class
+    Column("failure_streak", Integer, nullable=False, default=0),
+    Column("notified_severity", String(16)),
+    Column("failure_class", String(32)),
     Index("ix_incidents_key_status", "key", "status"),
 )
 
@@ -120,7 +125,7 @@ log_offsets = Table(
     "log_offsets", metadata,
     Column("path", String(512), primary_key=True),
     Column("inode", String(64), nullable=False),
-    Column("offset", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),  # logs grow past 2 GiB (int4 on PostgreSQL)
     Column("head_hash", String(64), nullable=False, default=""),  # detects truncate+rewrite
     Column("updated_at", UTCDateTime, nullable=False),
 )

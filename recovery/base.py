@@ -1,0 +1,209 @@
+"""The recovery routine contract and the guard every routine runs through.
+
+A routine is a `Routine`: a name, `fix(ctx, target) -> FixOutcome` that repairs, `plan(ctx, target)
+-> str` that says (changing nothing) what `fix` would do, and optionally the check that proves the
+repair. Routines never call each other's guards; only `run_routine` runs them, and it adds:
+
+- a circuit breaker per routine and target: at most CIRCUIT_BREAKER_MAX_RUNS runs per
+  CIRCUIT_BREAKER_WINDOW, counted in the `actions` table (so it survives restarts); when open the
+  outcome is `blocked` and a human is asked to look;
+- DRY_RUN: the outcome is `dry_run` and the detail is the plan;
+- timing, verification (re-running the check that proves the repair) and recording every action
+  to the `actions` table and to `logs/post_failures.log` with the full failure detail.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, select
+
+from recovery.report import ActionRecord
+from utils.db import actions
+from utils.logging_setup import FAILURE_LOGGER
+from utils.redact import one_line, redact
+
+if TYPE_CHECKING:
+    from checks.base import CheckResult
+    from utils.context import MonitorContext
+
+logger = logging.getLogger(__name__)
+failure_log = logging.getLogger(FAILURE_LOGGER)
+
+# Outcomes that did not act, so they do not count towards the circuit breaker.
+NOT_COUNTED = ("blocked", "dry_run", "waiting", "skipped")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a routine works on: a ledger row (`post_id`, `row`), a check, or the scheduler."""
+
+    name: str                 # "post:12", "check:disk_space" …
+    failure_class: str
+    reason: str               # the full (redacted) failure detail that led here
+    post_id: int | None = None
+    row: dict[str, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def for_row(cls, row: dict[str, Any], failure_class: str) -> Target:
+        """The target for one ledger row."""
+        return cls(f"post:{row['id']}", failure_class, redact(row.get("last_error") or ""),
+                   row["id"], row)
+
+
+@dataclass(frozen=True)
+class FixOutcome:
+    """What a routine did: `outcome` is a short word (posted, retry_scheduled, gave_up, fixed …)."""
+
+    outcome: str
+    detail: str
+    needs_human: bool = False
+
+
+@dataclass(frozen=True)
+class Routine:
+    """One recovery routine; `verify_check` names the check re-run after a `fixed` outcome."""
+
+    name: str
+    fix: Callable[[MonitorContext, Target], FixOutcome]
+    plan: Callable[[MonitorContext, Target], str]
+    verify_check: str | None = None
+    settle_s: float = 0.0     # how long the check may take to pass after the fix (a restart)
+
+    def __call__(self, ctx: MonitorContext, target: Target) -> ActionRecord:
+        """Run through the guard (so a registered fixer is always guarded)."""
+        return run_routine(ctx, self, target)
+
+
+def run_routine(ctx: MonitorContext, routine: Routine, target: Target) -> ActionRecord:
+    """Run `routine` on `target` behind the breaker and DRY_RUN, verify, record; never raises."""
+    started_at = ctx.now()
+    started = time.perf_counter()
+    runs = recent_runs(ctx, routine.name, target.name)
+    settings = ctx.settings
+    verified = None
+    if runs >= settings.circuit_breaker_max_runs:
+        outcome = FixOutcome("blocked", f"{routine.name} already ran {runs} time(s) on {target.name} "
+                             f"in the last {settings.circuit_breaker_window}; stopped to avoid a loop. "
+                             f"Look at the cause: {one_line(target.reason, 200)}", needs_human=True)
+    elif settings.dry_run:
+        outcome = FixOutcome("dry_run", f"would {_safe_plan(ctx, routine, target)}")
+    else:
+        outcome = _safe_fix(ctx, routine, target)
+        if outcome.outcome == "fixed" and routine.verify_check:
+            outcome, verified = _verify(ctx, routine, outcome)
+    record = ActionRecord(routine.name, target.name, outcome.outcome, one_line(outcome.detail, 1000),
+                          target.failure_class, verified, outcome.needs_human,
+                          round((time.perf_counter() - started) * 1000, 1), target.post_id)
+    _record(ctx, record, target, started_at)
+    return record
+
+
+def recent_runs(ctx: MonitorContext, routine: str, target: str) -> int:
+    """How many counted runs of `routine` on `target` the actions table holds in the window."""
+    since = ctx.now() - ctx.settings.circuit_breaker_window
+    query = (select(func.count()).select_from(actions)
+             .where(actions.c.routine == routine, actions.c.target == target,
+                    actions.c.started_at >= since, actions.c.dry_run.is_(False),
+                    actions.c.outcome.not_in(NOT_COUNTED)))
+    try:
+        with ctx.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+    except Exception as exc:  # a broken database must not stop reconnect_database from running
+        logger.warning("cannot count runs of %s: %s", routine, exc)
+        return 0
+
+
+def _safe_plan(ctx: MonitorContext, routine: Routine, target: Target) -> str:
+    try:
+        return routine.plan(ctx, target)
+    except Exception as exc:  # the guard is the one place that catches broadly
+        logger.exception("plan of %s raised", routine.name)
+        return f"run {routine.name} (its plan could not be computed: {type(exc).__name__}: {exc})"
+
+
+def _safe_fix(ctx: MonitorContext, routine: Routine, target: Target) -> FixOutcome:
+    try:
+        return routine.fix(ctx, target)
+    except Exception as exc:  # the guard is the one place that catches broadly
+        logger.exception("routine %s raised on %s", routine.name, target.name)
+        return FixOutcome("failed", f"{routine.name} raised {type(exc).__name__}: {exc}")
+
+
+def _verify(ctx: MonitorContext, routine: Routine, outcome: FixOutcome) -> tuple[FixOutcome, bool]:
+    """Re-run the check that proves the fix (polling up to `settle_s`); a failing check is
+    reported as unverified and handed to a human."""
+    result = run_check(ctx, routine.verify_check or "")
+    deadline = time.monotonic() + routine.settle_s
+    while not _passes(result) and time.monotonic() < deadline:
+        time.sleep(0.25)
+        result = run_check(ctx, routine.verify_check or "")
+    if _passes(result):
+        return replace(outcome, detail=f"{outcome.detail}; verified: {result.detail}"), True
+    return replace(outcome, outcome="unverified", needs_human=True,
+                   detail=f"{outcome.detail}; but the {result.name} check still says "
+                          f"{result.status.value}: {result.detail}"), False
+
+
+def run_check(ctx: MonitorContext, name: str) -> CheckResult:
+    """Run one built-in check now, in this thread."""
+    from checks import CHECKS
+    from checks.base import run_one
+
+    return run_one(name, CHECKS[name], ctx)
+
+
+def _passes(result: CheckResult) -> bool:
+    from checks.base import Status
+
+    return result.status in (Status.OK, Status.WARNING)
+
+
+def _record(ctx: MonitorContext, record: ActionRecord, target: Target, started_at: datetime) -> None:
+    """Write the action to the actions table and, in full, to the post-failures log."""
+    log = failure_log.warning if record.needs_human or record.outcome in ("failed", "blocked") \
+        else failure_log.info
+    log("action %s on %s (%s): %s%s in %.0f ms - %s | failure detail: %s", record.routine,
+        record.target, record.reason, record.outcome,
+        "" if record.verified is None else f" verified={record.verified}", record.duration_ms,
+        record.detail, redact(target.reason) or "-")
+    try:
+        with ctx.engine.begin() as conn:
+            conn.execute(insert(actions).values(
+                routine=record.routine, target=record.target[:255], reason=record.reason[:64],
+                outcome=record.outcome, detail=redact(record.detail), dry_run=ctx.settings.dry_run,
+                started_at=started_at, duration_ms=record.duration_ms))
+    except Exception as exc:  # the log line above still holds the action
+        logger.warning("could not record action %s on %s: %s", record.routine, record.target, exc)
+
+
+def requeue(ctx: MonitorContext, target: Target) -> str:
+    """After an infrastructure repair, put the row the failure hit back in line (now). The
+    failed attempt may have reached X, so a later duplicate answer counts as posted."""
+    if target.post_id is None:
+        return ""
+    from utils.posting import transition
+
+    status = (target.row or {}).get("status", "failed")
+    done = transition(ctx.engine, target.post_id, status, "retry_scheduled", ctx.now(),
+                      next_attempt_at=ctx.now(), ambiguous_attempt=True)
+    return f"; {target.name} queued for a retry" if done else f"; {target.name} changed meanwhile"
+
+
+def backoff_delay(ctx: MonitorContext, attempts: int) -> timedelta:
+    """Exponential backoff for the `attempts`-th failure: base·2^(n-1), ±20 % jitter, capped."""
+    settings = ctx.settings
+    raw = settings.backoff_base_seconds * 2 ** max(0, min(attempts - 1, 30))
+    jittered = raw * random.uniform(0.8, 1.2)
+    return timedelta(seconds=min(settings.backoff_max_seconds, jittered))
+
+
+def local_time(ctx: MonitorContext, moment: datetime) -> str:
+    """`moment` as the person reads it (MONITOR_TIMEZONE) for details."""
+    return moment.astimezone(ctx.settings.monitor_timezone).strftime("%Y-%m-%d %H:%M:%S %Z")

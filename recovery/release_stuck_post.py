@@ -1,0 +1,30 @@
+"""A row stuck in `posting` (the poster crashed or hung mid-call): release it as an ambiguous
+failure, so the retry stays exactly-once (a duplicate answer then means it went out)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from recovery.base import FixOutcome, Routine, Target
+from utils.posting import transition
+
+if TYPE_CHECKING:
+    from utils.context import MonitorContext
+
+NAME = "release_stuck_post"
+
+
+def plan(ctx: MonitorContext, target: Target) -> str:
+    """What fix() would do."""
+    return f"mark {target.name} failed (ambiguous: it may have reached X) so it is retried safely"
+
+
+def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
+    """posting → failed with ambiguous_attempt, class timeout."""
+    if not transition(ctx.engine, target.post_id, "posting", "failed", ctx.now(),
+                      ambiguous_attempt=True, failure_class="timeout", last_error=target.reason):
+        return FixOutcome("skipped", f"{target.name} finished meanwhile")
+    return FixOutcome("released", f"{target.reason}; released for a safe retry")
+
+
+ROUTINE = Routine(NAME, fix, plan)

@@ -1,0 +1,55 @@
+"""`server_error`, `network`, `timeout`: wait while the box is offline, else back off and retry,
+at most MAX_POST_ATTEMPTS attempts, then give up."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from recovery.base import FixOutcome, Routine, Target, backoff_delay, local_time, run_check
+from utils.posting import transition
+
+if TYPE_CHECKING:
+    from utils.context import MonitorContext
+
+NAME = "retry_transient"
+
+
+def _attempts(target: Target) -> int:
+    return int((target.row or {}).get("attempts") or 0)
+
+
+def plan(ctx: MonitorContext, target: Target) -> str:
+    """What fix() would do."""
+    if _attempts(target) >= ctx.settings.max_post_attempts:
+        return f"give up {target.name} after {_attempts(target)} attempts"
+    return (f"check the internet, then schedule {target.name} for a retry in about "
+            f"{backoff_delay(ctx, _attempts(target)).total_seconds():.0f}s")
+
+
+def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
+    """Offline → re-check soon without spending an attempt; else retry later or give up."""
+    status = (target.row or {}).get("status", "failed")
+    now = ctx.now()
+    internet = run_check(ctx, "internet")
+    if internet.status.value == "critical":
+        recheck = now + backoff_delay(ctx, 1)
+        # Stays `failed` so no attempt is spent; the sweep looks again after `recheck`.
+        if transition(ctx.engine, target.post_id, status, "failed", now, next_attempt_at=recheck):
+            return FixOutcome("waiting", f"offline ({internet.detail}); re-check at "
+                                         f"{local_time(ctx, recheck)} before retrying")
+    elif _attempts(target) >= ctx.settings.max_post_attempts:
+        if transition(ctx.engine, target.post_id, status, "gave_up", now, next_attempt_at=None):
+            return FixOutcome("gave_up", f"{target.failure_class} on all {_attempts(target)} attempts "
+                                         f"(MAX_POST_ATTEMPTS); last error: {target.reason}. Check X's "
+                                         "status and the pipeline's network, then schedule it again",
+                              needs_human=True)
+    else:
+        moment = now + backoff_delay(ctx, _attempts(target))
+        if transition(ctx.engine, target.post_id, status, "retry_scheduled", now, next_attempt_at=moment):
+            return FixOutcome("retry_scheduled", f"{target.failure_class}; attempt "
+                              f"{_attempts(target) + 1} of {ctx.settings.max_post_attempts} at "
+                              f"{local_time(ctx, moment)}")
+    return FixOutcome("skipped", f"{target.name} changed meanwhile (another process has it)")
+
+
+ROUTINE = Routine(NAME, fix, plan)

@@ -1,0 +1,122 @@
+"""Real loopback receivers for notifications: a JSON webhook (HTTP) and an SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import email
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SMTP_USER, SMTP_PASSWORD = "monitor", "SECRETsmtppassword99"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class WebhookReceiver:
+    """Receives Apprise `json://` posts; can answer with an error status or be switched off."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self.status = 200
+        self._server: ThreadingHTTPServer | None = None
+        self.up()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    def up(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                text = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                if receiver.status < 300:
+                    receiver.raw.append(text)
+                    receiver.received.append(json.loads(text))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def down(self) -> None:
+        """Stop listening: senders get `connection refused`."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def titles(self) -> list[str]:
+        return [item["title"] for item in self.received]
+
+
+class SmtpReceiver:
+    """An SMTP server with AUTH over plain text (loopback only) that keeps every message."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.port = free_port()
+        self.messages: list[email.message.Message] = []
+        self.raw: list[str] = []
+
+        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
+                         data: Any) -> AuthResult:
+            return AuthResult(success=(data.login, data.password)
+                              == (SMTP_USER.encode(), SMTP_PASSWORD.encode()))
+
+        receiver = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                text = envelope.content.decode("utf-8", "replace")
+                receiver.raw.append(text)
+                receiver.messages.append(email.message_from_string(text))
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                      authenticator=authenticate, auth_require_tls=False)
+        self._controller.start()
+
+    @property
+    def url(self) -> str:
+        return (f"mailto://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{self.port}"
+                "?mode=insecure&from=monitor@example.com&to=owner@example.com")
+
+    def subjects(self) -> list[str]:
+        from email.header import decode_header, make_header
+
+        return [str(make_header(decode_header(message["Subject"]))) for message in self.messages]
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+def running_webhook() -> Iterator[WebhookReceiver]:
+    """Fixture body: `webhook = pytest.fixture(running_webhook, name="webhook")` in a test module."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.down()
+
+
+def running_smtp() -> Iterator[SmtpReceiver]:
+    """Fixture body: `smtp = pytest.fixture(running_smtp, name="smtp")` in a test module."""
+    receiver = SmtpReceiver()
+    yield receiver
+    receiver.stop()

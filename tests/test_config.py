@@ -1,0 +1,108 @@
+"""Settings: defaults, .env underneath the environment, and exit 78 naming the variable."""
+
+from __future__ import annotations
+
+from datetime import time, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from utils.config import EX_CONFIG, ConfigError, load_settings, parse_duration
+
+
+def test_defaults_work_on_a_fresh_machine_without_credentials(tmp_path: Path) -> None:
+    settings = load_settings({"ENV_FILE": str(tmp_path / "none.env")})
+    assert settings.database_url.startswith("sqlite:///data/")
+    assert settings.twitter_api_base_url == "https://api.twitter.com"
+    assert settings.check_timeout_seconds == 10
+    assert settings.posting_times == (time(9, 0), time(15, 0))
+    assert settings.sweep_interval == timedelta(minutes=30)
+    assert settings.twitter_api_tier == "free"
+    assert not settings.has_oauth1_credentials()
+    assert [str(p) for p in settings.disk_paths] == ["/", "data", "logs"]
+
+
+def test_env_file_is_read_and_real_environment_wins(tmp_path: Path) -> None:
+    env_file = tmp_path / "custom.env"
+    env_file.write_text("CHECK_TIMEOUT_SECONDS=4\nDISK_WARN_FREE_PERCENT=20\n"
+                        "this line is garbage without an equals sign\n\x00\x01 binary\n")
+    settings = load_settings({"ENV_FILE": str(env_file), "DISK_WARN_FREE_PERCENT": "30"})
+    assert settings.check_timeout_seconds == 4
+    assert settings.disk_warn_free_percent == 30
+    assert settings.env_file == env_file
+
+
+def test_env_file_defaults_to_dot_env_in_working_directory(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("TWITTER_API_TIER=basic\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({}).twitter_api_tier == "basic"
+
+
+@pytest.mark.parametrize(("variable", "value", "problem"), [
+    ("CHECK_TIMEOUT_SECONDS", "ten", "is not a number"),
+    ("DISK_WARN_FREE_PERCENT", "150", "must be at most 100"),
+    ("POSTING_TIMES", "09:00,25:00", "'25:00', which is not a time of day"),
+    ("MONITOR_TIMEZONE", "Mars/Olympus", "is not a known timezone"),
+    ("TWITTER_API_BASE_URL", "api.twitter.com", "is not a valid http/https URL"),
+    ("CONNECTIVITY_URLS", "https://ok.example,ftp://x", "is not a valid http/https URL"),
+    ("DATABASE_URL", "not a url", "is not a database URL"),
+    ("SWEEP_INTERVAL", "soon", "is not a duration"),
+    ("TWITTER_API_TIER", "enterprise", "must be one of free, basic, pro, pay_per_use"),
+    ("DRY_RUN", "maybe", "is not a boolean"),
+    ("SCHEDULER_SERVICE", "pipeline.service; rm -rf /", "is not a systemd unit name"),
+    ("CLEANUP_PATHS", "/var/tmp/../../etc/*", "must not contain '..'"),
+    ("MONITOR_HTTP_PORT", "70000", "must be at most 65535"),
+])
+def test_bad_value_names_the_variable(variable: str, value: str, problem: str,
+                                      tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"ENV_FILE": str(tmp_path / "none.env"), variable: value})
+    assert caught.value.variable == variable
+    assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("CHECK_TIMEOUT_SECONDS", "abc"), ("POSTING_TIMES", "25:00"), ("MONITOR_TIMEZONE", "Nowhere/City"),
+    ("TWITTER_API_BASE_URL", "http://"),
+])
+def test_cli_exits_78_with_one_line_and_no_traceback(variable: str, value: str,
+                                                     tmp_path: Path) -> None:
+    proc = run_cli(["check"], {"ENV_FILE": str(tmp_path / "none.env"), variable: value,
+                               "LOG_DIR": str(tmp_path / "logs")})
+    assert proc.returncode == EX_CONFIG
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_bad_value_in_env_file_also_exits_78(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("DISK_CRIT_FREE_PERCENT=nope\n")
+    proc = run_cli(["check"], {"ENV_FILE": str(env_file)})
+    assert proc.returncode == EX_CONFIG and "DISK_CRIT_FREE_PERCENT" in proc.stderr
+
+
+def test_secret_values_are_never_echoed_in_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"ENV_FILE": str(tmp_path / "none.env"),
+                       "HEARTBEAT_URL": "not-a-url-SECRETtoken123"})
+    assert "SECRETtoken123" not in str(caught.value)
+
+
+def test_public_view_hides_secrets_but_shows_the_rest(tmp_path: Path) -> None:
+    settings = load_settings({"ENV_FILE": str(tmp_path / "none.env"),
+                              "TWITTER_API_SECRET": "SECRETvalue12345",
+                              "DATABASE_URL": "postgresql://mon:SECRETpw99@127.0.0.1/test"})
+    view = settings.public_view()
+    assert view["TWITTER_API_SECRET"] == "<set>"
+    assert view["TWITTER_ACCESS_TOKEN"] == "<unset>"
+    assert view["POSTING_TIMES"] == "09:00,15:00"
+    assert "SECRETpw99" in settings.secret_values and "SECRETvalue12345" in settings.secret_values
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("5m", 300), ("1h", 3600), ("2d", 172800),
+                                               ("45", 45), ("1.5m", 90)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds

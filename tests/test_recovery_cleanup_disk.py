@@ -1,0 +1,76 @@
+"""cleanup_disk deletes only old, regular, allowed files inside the allowed folders."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from recovery import cleanup_disk
+from recovery.base import Target, run_routine
+from utils.config import ConfigError, load_settings
+
+DISK = Target("check:disk_space", "disk", "low disk space: / 3% free")
+
+
+def _file(path, age_hours: float, now_ts: float, text: str = "data") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.utime(path, (now_ts - age_hours * 3600, now_ts - age_hours * 3600))
+
+
+@pytest.fixture
+def tree(tmp_path, clock):
+    now_ts = clock().timestamp()
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    _file(allowed / "app.log.1", 48, now_ts, "x" * 1000)        # deleted
+    _file(allowed / "app.log.2", 1, now_ts)                    # too young
+    _file(allowed / "closed.log", 48, now_ts)                  # old and not open: deleted
+    _file(allowed / "held-open.log", 48, now_ts)               # open right now: kept
+    _file(allowed / "autonomous_monitor.log", 48, now_ts)      # the monitor's live log: kept
+    _file(outside / "precious.txt", 48, now_ts)
+    _file(outside / "precious.log.1", 48, now_ts)
+    (allowed / "link.log.3").symlink_to(outside / "precious.log.1")
+    (allowed / "escape").symlink_to(outside, target_is_directory=True)
+    return allowed, outside
+
+
+def test_only_allowed_old_regular_files_are_deleted(env, make_ctx, tree):
+    allowed, outside = tree
+    patterns = f"{allowed}/*.log*,{allowed}/*/*,{allowed}/escape/*"
+    ctx = make_ctx({**env, "CLEANUP_PATHS": patterns, "CLEANUP_MIN_AGE_HOURS": "24"})
+    with open(allowed / "held-open.log", "a"):
+        record = run_routine(ctx, cleanup_disk.ROUTINE, DISK)
+    assert (record.outcome, record.verified) == ("fixed", True)
+    assert f"{allowed}/escape/* (contains" in record.detail
+    assert "deleted 2 file(s), freed 1004 bytes" in record.detail
+    remaining = sorted(p.name for p in allowed.iterdir())
+    assert remaining == ["app.log.2", "autonomous_monitor.log", "escape", "held-open.log", "link.log.3"]
+    assert sorted(p.name for p in outside.iterdir()) == ["precious.log.1", "precious.txt"]
+
+
+def test_dot_dot_and_whole_filesystem_patterns_are_refused(env, make_ctx, tree):
+    allowed, outside = tree
+    with pytest.raises(ConfigError):
+        load_settings({**env, "CLEANUP_PATHS": f"{allowed}/../outside/*"})
+    ctx = make_ctx(env, cleanup_paths=(f"{allowed}/../outside/*", "/*", "/*/*.txt"),
+                   cleanup_min_age_hours=0)
+    record = run_routine(ctx, cleanup_disk.ROUTINE, DISK)
+    assert "deleted 0 file(s)" in record.detail and "refused patterns" in record.detail
+    assert (outside / "precious.txt").exists()
+
+
+def test_dry_run_lists_what_would_go_and_deletes_nothing(env, make_ctx, tree):
+    allowed, _ = tree
+    ctx = make_ctx({**env, "CLEANUP_PATHS": f"{allowed}/*.log.[0-9]*", "DRY_RUN": "true"})
+    record = run_routine(ctx, cleanup_disk.ROUTINE, DISK)
+    assert record.outcome == "dry_run" and "would delete 1 file(s)" in record.detail
+    assert (allowed / "app.log.1").exists()
+
+
+def test_every_deleted_file_is_logged(env, make_ctx, tree, caplog):
+    allowed, _ = tree
+    ctx = make_ctx({**env, "CLEANUP_PATHS": f"{allowed}/*.log.[0-9]*"})
+    with caplog.at_level("INFO"):
+        run_routine(ctx, cleanup_disk.ROUTINE, DISK)
+    assert f"cleanup_disk deleted {allowed / 'app.log.1'} (1000 bytes)" in caplog.text

@@ -1,0 +1,106 @@
+"""`status` and `status --json`: from the database alone, on an empty one too."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert
+
+from tests.conftest import assert_no_secret, run_cli
+from utils.db import actions, incidents, posts
+from utils.state import put_state
+from utils.status_report import DAEMON_STATE_KEY
+
+STATUS_KEYS = {"generated_at", "timezone", "daemon", "jobs", "checks", "incidents", "actions", "retries",
+               "posts_by_status", "actions_by_outcome", "x_api", "notifications", "errors"}
+
+
+def test_status_works_on_an_empty_database_without_a_daemon(env: dict[str, str]) -> None:
+    text = run_cli(["status"], env)
+    assert text.returncode == 0, text.stderr
+    assert "daemon: never started" in text.stdout
+    assert "no check has run yet" in text.stdout
+    as_json = run_cli(["status", "--json"], env)
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert set(report) == STATUS_KEYS
+    assert report["daemon"] == {"state": "never started"}
+    assert report["checks"] == report["jobs"] == report["retries"] == [] and report["errors"] == []
+
+
+def _fill(make_ctx: Any, env: dict[str, str]) -> datetime:
+    ctx = make_ctx(env)
+    now = ctx.now()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    import socket
+
+    put_state(ctx.engine, DAEMON_STATE_KEY, {
+        "pid": int(dead.stdout), "host": socket.gethostname(), "started_at": now.isoformat(),
+        "updated_at": now.isoformat(), "stopped_at": None,
+        "jobs": {"sweep": {"next_run_at": (now + timedelta(minutes=30)).isoformat(), "trigger": "interval",
+                           "last_outcome": "ok", "last_detail": "0 problem(s) detected", "errors": 2}}},
+        now)
+    reset = now + timedelta(hours=3)
+    put_state(ctx.engine, "x_api:users_me", {"budget": {"limit": 25, "remaining": 19,
+                                                        "reset_at": reset.isoformat()}, "calls": []}, now)
+    put_state(ctx.engine, "x_api:post", {"x-user-limit-24hour": {"limit": 17, "remaining": 4,
+                                                                 "reset_at": reset.isoformat()}}, now)
+    put_state(ctx.engine, "notify:health", {"channels": {"c1": {"name": "ntfy", "failing_since":
+                                                                now.isoformat(), "error": "HTTP 500"}},
+                                            "all_failing_since": now.isoformat(), "reported": False}, now)
+    with ctx.engine.begin() as conn:
+        conn.execute(insert(posts), [
+            {"text": "waiting", "status": "retry_scheduled", "attempts": 2, "failure_class": "rate_limit",
+             "next_attempt_at": now + timedelta(minutes=45), "updated_at": now}])
+        conn.execute(insert(posts), [{"text": "done", "status": "posted", "attempts": 1, "updated_at": now}])
+        conn.execute(insert(actions), [{"routine": "retry_post", "target": "post:1", "reason": "rate_limit",
+                                        "outcome": "retry_scheduled", "detail": "after the reset",
+                                        "started_at": now, "duration_ms": 3.0}])
+        conn.execute(insert(incidents), [{"key": "check:internet", "status": "open", "severity": "critical",
+                                          "title": "internet check failing", "detail": "offline",
+                                          "opened_at": now, "updated_at": now, "failure_count": 3}])
+    return now
+
+
+def test_status_shows_every_part(env: dict[str, str], make_ctx: Any) -> None:
+    env = {**env, "MONITOR_TIMEZONE": "Europe/Berlin"}
+    assert run_cli(["check"], env).returncode in (0, 1, 2, 3)  # real rows in health_checks
+    _fill(make_ctx, env)
+    result = run_cli(["status", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["daemon"]["state"] == "not running (did not stop cleanly)"
+    assert report["jobs"][0]["id"] == "sweep" and report["jobs"][0]["errors"] == 2
+    assert {c["name"] for c in report["checks"]} == {"twitter_api", "database", "internet", "disk_space",
+                                                     "scheduler"}
+    assert all(c["age_seconds"] is not None and c["checked_at"] for c in report["checks"])
+    assert report["incidents"][0]["title"] == "internet check failing"
+    assert report["actions"][0]["routine"] == "retry_post"
+    assert report["retries"] == [{"post_id": 1, "attempts": 2, "next_attempt_at": report["retries"][0][
+        "next_attempt_at"], "failure_class": "rate_limit", "last_error": ""}]
+    assert report["posts_by_status"] == {"retry_scheduled": 1, "posted": 1}
+    budgets = {(b["endpoint"], b["window"]): b["remaining"] for b in report["x_api"]}
+    assert budgets[("POST /2/tweets", "x-user-limit-24hour")] == 4
+    assert ("GET /2/users/me", "budget") in budgets  # the check's own estimate / X's last word
+    assert report["notifications"]["all_failing_since"]
+    text = run_cli(["status"], env)
+    for expected in ("JOBS", "sweep", "CHECKS", "OPEN INCIDENTS", "#1 critical", "LAST ACTIONS",
+                     "retry_post on post:1", "POSTS WAITING FOR RETRY", "post 1: attempt 2", "X API BUDGET",
+                     "POST /2/tweets [x-user-limit-24hour]: 4/17 left", "ALL CHANNELS FAILING", "CET"):
+        assert expected in text.stdout, expected
+    assert_no_secret(text.stdout, result.stdout, text.stderr)
+
+
+def test_status_reports_an_unreadable_database_instead_of_crashing(env: dict[str, str], tmp_path) -> None:
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"this is not an SQLite database at all" * 100)
+    result = run_cli(["status", "--json"], {**env, "DATABASE_URL": f"sqlite:///{broken}"})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["errors"] and report["daemon"] == {"state": "never started"}
+    assert datetime.fromisoformat(report["generated_at"]) <= datetime.now(UTC)

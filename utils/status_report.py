@@ -1,0 +1,193 @@
+"""What the monitor is doing, read from the database alone (works with the daemon stopped).
+
+`gather_status` returns plain JSON-ready data (the `status --json` contract, also the source of
+`/metrics`); `render_status` turns it into the text `status` prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import desc, func, select
+
+from utils.db import actions, incidents, posts
+from utils.redact import one_line
+from utils.state import get_state
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from utils.context import MonitorContext
+
+logger = logging.getLogger(__name__)
+
+DAEMON_STATE_KEY = "daemon:jobs"
+X_API_KEYS = {"x_api:users_me": "GET /2/users/me", "x_api:post": "POST /2/tweets"}
+NOTIFY_HEALTH_KEY = "notify:health"
+LAST_ACTIONS = 10
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _age(now: datetime, moment: datetime | str | None) -> float | None:
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            return None
+    return round((now - moment).total_seconds(), 1) if moment else None
+
+
+def daemon_view(saved: Any, now: datetime) -> dict[str, Any]:
+    """Whether the daemon runs, from what it last stored: stopped cleanly, alive, or gone."""
+    if not isinstance(saved, dict) or not saved.get("pid"):
+        return {"state": "never started"}
+    view = {key: saved.get(key) for key in ("pid", "host", "started_at", "updated_at", "stopped_at")}
+    view["updated_age_seconds"] = _age(now, saved.get("updated_at"))
+    if saved.get("stopped_at"):
+        view["state"] = "stopped"
+    elif saved.get("host") != socket.gethostname():
+        view["state"] = "unknown (runs on another host)"
+    else:
+        view["state"] = "running" if _pid_alive(int(saved["pid"])) else "not running (did not stop cleanly)"
+    return view
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def jobs_view(saved: Any) -> list[dict[str, Any]]:
+    """Each job the daemon stored: next run time, last outcome and counters."""
+    jobs = saved.get("jobs") if isinstance(saved, dict) else None
+    if not isinstance(jobs, dict):
+        return []
+    return [{"id": job_id, **record} for job_id, record in sorted(jobs.items()) if isinstance(record, dict)]
+
+
+def checks_view(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """The newest stored result of every check, with its age."""
+    from utils.history import latest_results
+
+    return [{"name": row["name"], "status": row["status"], "detail": row["detail"],
+             "duration_ms": round(row["duration_ms"], 1), "trigger": row["trigger"],
+             "checked_at": _iso(row["checked_at"]), "age_seconds": _age(now, row["checked_at"])}
+            for row in latest_results(engine)]
+
+
+def incidents_view(engine: Engine) -> list[dict[str, Any]]:
+    """Open incidents, oldest first."""
+    query = select(incidents).where(incidents.c.status == "open").order_by(incidents.c.opened_at)
+    with engine.connect() as conn:
+        rows = [row._mapping for row in conn.execute(query)]
+    return [{"id": r["id"], "key": r["key"], "severity": r["severity"], "title": one_line(r["title"]),
+             "opened_at": _iso(r["opened_at"]), "updated_at": _iso(r["updated_at"]),
+             "failure_count": r["failure_count"], "flapping": bool(r["flapping"])} for r in rows]
+
+
+def actions_view(engine: Engine, limit: int = LAST_ACTIONS) -> list[dict[str, Any]]:
+    """The last `limit` recovery actions, newest first."""
+    query = select(actions).order_by(desc(actions.c.started_at), desc(actions.c.id)).limit(limit)
+    with engine.connect() as conn:
+        rows = [row._mapping for row in conn.execute(query)]
+    return [{"routine": r["routine"], "target": r["target"], "reason": r["reason"],
+             "outcome": r["outcome"], "detail": one_line(r["detail"], 160), "dry_run": bool(r["dry_run"]),
+             "started_at": _iso(r["started_at"])} for r in rows]
+
+
+def retries_view(engine: Engine) -> list[dict[str, Any]]:
+    """Posts waiting for a retry, soonest first."""
+    query = (select(posts.c.id, posts.c.attempts, posts.c.next_attempt_at, posts.c.failure_class,
+                    posts.c.last_error).where(posts.c.status == "retry_scheduled")
+             .order_by(posts.c.next_attempt_at))
+    with engine.connect() as conn:
+        rows = [row._mapping for row in conn.execute(query)]
+    return [{"post_id": r["id"], "attempts": r["attempts"], "next_attempt_at": _iso(r["next_attempt_at"]),
+             "failure_class": r["failure_class"], "last_error": one_line(r["last_error"] or "", 120)}
+            for r in rows]
+
+
+def counts_view(engine: Engine) -> dict[str, Any]:
+    """Posts by status and actions by routine and outcome (all time)."""
+    with engine.connect() as conn:
+        by_status = conn.execute(select(posts.c.status, func.count()).group_by(posts.c.status)).all()
+        by_outcome = conn.execute(select(actions.c.routine, actions.c.outcome, func.count())
+                                  .group_by(actions.c.routine, actions.c.outcome)).all()
+    return {"posts_by_status": {status: count for status, count in by_status},
+            "actions_by_outcome": [{"routine": r, "outcome": o, "count": n} for r, o, n in by_outcome]}
+
+
+def _windows(value: Any, name: str = "", depth: int = 0) -> list[tuple[str, dict[str, Any]]]:
+    """Every {remaining, limit?, reset_at?} found in a stored value (formats differ per writer)."""
+    if not isinstance(value, dict) or depth > 3:
+        return []
+    if "remaining" in value:
+        return [(name or "budget", value)]
+    return [found for key, item in value.items() if key != "last"
+            for found in _windows(item, f"{name}.{key}" if name else str(key), depth + 1)]
+
+
+def x_api_view(ctx: MonitorContext) -> list[dict[str, Any]]:
+    """The X API budget seen: remaining calls and reset time per endpoint and window."""
+    from checks.twitter_api import estimated_budget
+
+    budgets = []
+    for key, endpoint in X_API_KEYS.items():
+        saved = get_state(ctx.engine, key)
+        found = _windows(saved)
+        if key == "x_api:users_me" and isinstance(saved, dict):
+            found = [("budget", estimated_budget(ctx, saved).to_json())]
+        for window, item in found:
+            try:
+                remaining = int(item["remaining"])
+            except (TypeError, ValueError):
+                continue
+            budgets.append({"endpoint": endpoint, "window": window, "remaining": remaining,
+                            "limit": item.get("limit"), "reset_at": item.get("reset_at")})
+    return budgets
+
+
+def _section(errors: list[str], name: str, fetch: Callable[[], Any], empty: Any) -> Any:
+    try:
+        return fetch()
+    except Exception as exc:  # one unreadable part must not hide the others
+        logger.warning("status: cannot read %s: %s", name, exc)
+        errors.append(one_line(f"{name}: {type(exc).__name__}: {exc}", 200))
+        return empty
+
+
+def gather_status(ctx: MonitorContext) -> dict[str, Any]:
+    """Everything `status` shows, as JSON-ready data; unreadable parts are listed in `errors`."""
+    now, errors = ctx.now(), []
+    saved = _section(errors, "daemon state", lambda: get_state(ctx.engine, DAEMON_STATE_KEY), None)
+    report: dict[str, Any] = {"generated_at": now.isoformat(),
+                              "timezone": str(ctx.settings.monitor_timezone),
+                              "daemon": daemon_view(saved, now), "jobs": jobs_view(saved)}
+    sections: dict[str, tuple[Callable[[], Any], Any]] = {
+        "checks": (lambda: checks_view(ctx.engine, now), []),
+        "incidents": (lambda: incidents_view(ctx.engine), []),
+        "actions": (lambda: actions_view(ctx.engine), []),
+        "retries": (lambda: retries_view(ctx.engine), []),
+        "counts": (lambda: counts_view(ctx.engine), {"posts_by_status": {}, "actions_by_outcome": []}),
+        "x_api": (lambda: x_api_view(ctx), []),
+        "notifications": (lambda: get_state(ctx.engine, NOTIFY_HEALTH_KEY), None),
+    }
+    database_answered = not errors  # when it did not, each section would wait out its own timeout
+    for name, (fetch, empty) in sections.items():
+        report[name] = _section(errors, name, fetch, empty) if database_answered else empty
+    report.update(report.pop("counts"))
+    report["errors"] = errors
+    return report
