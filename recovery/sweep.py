@@ -177,7 +177,7 @@ def _sweep_logs(ctx: MonitorContext, report: SweepReport) -> None:
 
     for event in scan_logs(ctx):
         detail = (f"{event.count} line(s) like: {one_line(event.first_line, 240)}" if event.count
-                  else f"cannot read the log: {one_line(event.first_line, 240)}")
+                  else one_line(event.first_line, 240))  # already says "cannot read log file: …"
         report.detected.append(Detection("log", str(event.failure_class), detail, str(event.path)))
 
 

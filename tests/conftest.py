@@ -69,7 +69,7 @@ def web_ok() -> Iterator[str]:
     """A loopback URL that answers every GET with 204 (stands in for the internet)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _OkHandler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()

@@ -60,7 +60,8 @@ def test_no_credentials_is_unknown_and_names_the_variables(env: dict, make_ctx: 
     (Reply(402, BODY_402_CREDITS), Status.CRITICAL, "usage_cap", "credits"),
     (Reply(503, BODY_503), Status.CRITICAL, "server_error", "503"),
     (Reply(500, b"<html>oops</html>", mode="raw"), Status.CRITICAL, "server_error", "500"),
-    (Reply(200, b"<html>maintenance</html>", mode="raw"), Status.CRITICAL, "server_error", "not the expected JSON"),
+    (Reply(200, b"<html>maintenance</html>", mode="raw"), Status.CRITICAL, "server_error",
+     "not the expected JSON"),
 ])
 def test_error_answers_map_to_status_and_class(reply: Reply, status: Status, failure_class: str,
                                                words: str, env: dict, make_ctx: Any,
@@ -153,7 +154,8 @@ def test_a_failed_verification_while_skipping_is_unknown(env: dict, make_ctx: An
 
 def test_nothing_secret_reaches_the_result_even_at_debug(env: dict, make_ctx: Any,
                                                          x_api: XApiDouble) -> None:
-    x_api.script(ME, Reply(401, {"title": "Unauthorized", "detail": f"token {FAKE_SECRETS['TWITTER_ACCESS_TOKEN']}",
-                                 "type": "about:blank", "status": 401}))
+    echo = f"token {FAKE_SECRETS['TWITTER_ACCESS_TOKEN']}"
+    body = {"title": "Unauthorized", "detail": echo, "type": "about:blank", "status": 401}
+    x_api.script(ME, Reply(401, body))
     result = run(make_ctx({**env, "LOG_LEVEL": "DEBUG"}))
     assert_no_secret(result.detail, repr(result.data))

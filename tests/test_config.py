@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from utils.config import EX_CONFIG, ConfigError, load_settings, parse_duration
+from utils.config import EX_CONFIG, SPECS, ConfigError, load_settings, parse_duration
 
 
 def test_defaults_work_on_a_fresh_machine_without_credentials(tmp_path: Path) -> None:
@@ -106,3 +106,13 @@ def test_public_view_hides_secrets_but_shows_the_rest(tmp_path: Path) -> None:
                                                ("45", 45), ("1.5m", 90)])
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds
+
+
+def test_env_example_documents_every_setting_and_loads_as_is(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    documented = {line.split("=", 1)[0] for line in example.read_text().splitlines()
+                  if line and not line.startswith("#")}
+    assert documented == {spec.env for spec in SPECS}
+    from_example = load_settings({"ENV_FILE": str(example)}).public_view()
+    defaults = load_settings({"ENV_FILE": str(tmp_path / "none")}).public_view()
+    assert from_example == defaults  # the example shows the real defaults

@@ -144,7 +144,7 @@ def heartbeat() -> Iterator[tuple[str, list[str]]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/ping/0f3c6a9e-5b7d-4d8e-9f1a-2b3c4d5e6f70", paths
     server.shutdown()
     server.server_close()

@@ -356,7 +356,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(spec.env, str(exc)) from None
     _cross_check(values)
     secrets = tuple(_secret_fragments(values))
-    return Settings(values, env_file if env_file.is_file() else None, secrets)
+    return Settings(values, env_file, secrets)  # kept even when missing: fixes say where to put it
 
 
 def _cross_check(values: dict[str, Any]) -> None:
@@ -386,7 +386,9 @@ def _secret_fragments(values: dict[str, Any]) -> list[str]:
 
 def _url_secrets(url: str) -> list[str]:
     parts = urlsplit(url)
-    found = [parts.password or "", parts.username or ""] if parts.password else []
+    found = [parts.password or ""]
+    if parts.username and len(parts.username) >= 16:  # a token in the user part; not a plain login
+        found.append(parts.username)
     found += [segment for segment in re.split(r"[/?&=#]", f"{parts.path}?{parts.query}")
               if len(segment) >= 8]
     if "@" not in parts.netloc and parts.scheme not in ("http", "https", "json", "xml", "form"):
