@@ -20,7 +20,7 @@ def test_notify_test_reports_each_channel_and_fails_when_one_is_down(
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["delivered", "delivered", "delivered", "FAILED"]
-    assert lines[2].startswith("delivered  mailto://***:***@127.0.0.1:")  # privacy-safe name
+    assert lines[2].startswith("delivered  mailto://monitor:***@127.0.0.1:")  # the password masked
     assert "Connection" in lines[3]
     assert webhook.titles() == ["Autonomiq Monitor: test notification"]
     assert smtp.subjects() == ["Autonomiq Monitor: test notification"]
