@@ -1,19 +1,23 @@
 """Credential plumbing for `refresh_credentials`: re-read `.env`, refresh an OAuth 2.0 token.
 
-OAuth 2.0 refresh tokens rotate: the new one is stored in `monitor_state` (never logged, masked
-everywhere by `register_secrets`) before the access token is used, and preferred over the `.env`
-value for as long as `.env` still holds the token it descends from.
+OAuth 2.0 refresh tokens rotate: the new one is written to a mode-600 file in DATA_DIR (never to
+the database, never logged, masked everywhere by `register_secrets`) before the access token is
+used, and preferred over the `.env` value for as long as `.env` still holds the token it descends
+from. The database keeps only when the refresh happened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from utils.config import OAUTH1_VARIABLES, load_settings, read_env_file
 from utils.redact import one_line, register_secrets
-from utils.state import get_state, put_state
+from utils.state import put_state
 
 if TYPE_CHECKING:
     from utils.config import Settings
@@ -21,7 +25,8 @@ if TYPE_CHECKING:
 
 CREDENTIALS = (*OAUTH1_VARIABLES, "TWITTER_BEARER_TOKEN", "TWITTER_CLIENT_ID",
                "TWITTER_CLIENT_SECRET", "TWITTER_OAUTH2_REFRESH_TOKEN")
-OAUTH2_STATE_KEY = "secret:x_api:oauth2_refresh_token"
+OAUTH2_STATE_KEY = "x_api:oauth2_refresh"  # when, and from which .env token (a digest); no secret
+ROTATED_TOKEN_FILE = "oauth2_refresh_token.json"
 
 
 def fingerprint(*values: object) -> str:
@@ -48,9 +53,8 @@ def oauth2_configured(settings: Settings) -> bool:
 def refresh_oauth2(ctx: MonitorContext, settings: Settings) -> tuple[str | None, str]:
     """POST /2/oauth2/token (refresh_token grant, HTTP Basic client auth): (access token, problem)."""
     env_token = settings.twitter_oauth2_refresh_token
-    saved = get_state(ctx.engine, OAUTH2_STATE_KEY) or {}
     origin = fingerprint(env_token)
-    token = saved.get("refresh_token") if saved.get("origin") == origin else None
+    token = rotated_refresh_token(settings, origin)
     response = ctx.http.post(
         f"{settings.twitter_api_base_url}/2/oauth2/token",
         data={"grant_type": "refresh_token", "refresh_token": token or env_token,
@@ -66,7 +70,33 @@ def refresh_oauth2(ctx: MonitorContext, settings: Settings) -> tuple[str | None,
         return None, one_line(f"token refresh answered {response.status_code} {why}", 300)
     register_secrets([access, rotated or ""])
     if rotated:  # persist before use: the old refresh token is now spent
+        _save_rotated(settings, origin, rotated)
+    with contextlib.suppress(Exception):  # only a record for `status`; the token file is what counts
         put_state(ctx.engine, OAUTH2_STATE_KEY,
-                  {"refresh_token": rotated, "origin": origin, "refreshed_at": ctx.now().isoformat()},
-                  ctx.now())
+                  {"origin": origin, "refreshed_at": ctx.now().isoformat()}, ctx.now())
     return access, ""
+
+
+def rotated_refresh_token(settings: Settings, origin: str) -> str | None:
+    """The refresh token X last rotated to, if it descends from the `.env` token `origin`."""
+    try:
+        saved = json.loads((Path(settings.data_dir) / ROTATED_TOKEN_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("origin") != origin:
+        return None
+    token = saved.get("refresh_token")
+    return token if isinstance(token, str) and token else None
+
+
+def _save_rotated(settings: Settings, origin: str, token: str) -> None:
+    """Write the token file atomically, readable by the service user only."""
+    folder = Path(settings.data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{ROTATED_TOKEN_FILE}.tmp"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"origin": origin, "refresh_token": token}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, folder / ROTATED_TOKEN_FILE)

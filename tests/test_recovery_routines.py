@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import stat
 import sys
 from datetime import UTC, datetime
 
 from sqlalchemy import insert
 
+from recovery.credentials import OAUTH2_STATE_KEY, ROTATED_TOKEN_FILE
 from recovery.sweep import run_sweep
 from tests.conftest import FAKE_SECRETS, assert_no_secret
 from tests.test_sweep import failed_row
@@ -106,8 +109,11 @@ def test_oauth2_refresh_rotates_and_the_new_refresh_token_is_used_next_time(env,
     first = failed_row(ctx, x_api, None, "oauth2 one")  # app-only bearer: 401
     report = run_sweep(ctx)
     assert outcomes(report) == [("refresh_credentials", "posted")]
-    saved = get_state(ctx.engine, "secret:x_api:oauth2_refresh_token")
-    assert saved["refresh_token"] == x_api.oauth2_refresh_token == "oauth2-refresh-1-rotatedSECRETZZ"
+    token_file = ctx.settings.data_dir / ROTATED_TOKEN_FILE
+    assert json.loads(token_file.read_text())["refresh_token"] == x_api.oauth2_refresh_token
+    assert x_api.oauth2_refresh_token == "oauth2-refresh-1-rotatedSECRETZZ"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert "rotatedSECRET" not in json.dumps(get_state(ctx.engine, OAUTH2_STATE_KEY))  # not in the DB
     second = failed_row(ctx, x_api, Reply(401, BODY_401), "oauth2 two")
     report = run_sweep(ctx)  # the .env token is spent: only the stored rotated one works
     assert outcomes(report) == [("refresh_credentials", "posted")]
