@@ -12,8 +12,12 @@ if TYPE_CHECKING:
 NAME = "disk_space"
 
 
-def _gib(n_bytes: float) -> str:
-    return f"{n_bytes / 2**30:.2f} GiB"
+def _size(n_bytes: float) -> str:
+    """Bytes in the largest binary unit that keeps the number at least 1 (a small disk is not 0 GiB)."""
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.2f} {unit}"
+    return f"{n_bytes:.0f} B"
 
 
 def check(ctx: MonitorContext) -> Passed:
@@ -37,7 +41,7 @@ def check(ctx: MonitorContext) -> Passed:
         free_percent = round(usage.free / usage.total * 100, 2) if usage.total else 0.0
         paths[path] = {"free_bytes": usage.free, "total_bytes": usage.total,
                        "free_percent": free_percent}
-        text = f"{path} {free_percent:g}% free ({_gib(usage.free)})"
+        text = f"{path} {free_percent:g}% free ({_size(usage.free)})"
         if free_percent < settings.disk_crit_free_percent:
             verdicts.append((Status.CRITICAL, text))
         elif free_percent < settings.disk_warn_free_percent:

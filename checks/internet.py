@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from checks.base import CheckFailed, CheckWarning, Passed
+from utils.http import describe_error
 
 if TYPE_CHECKING:
     from utils.context import MonitorContext
@@ -29,10 +30,8 @@ def probe(ctx: MonitorContext, url: str) -> dict[str, Any]:
     try:
         response = ctx.http.get(url, allow_redirects=False, stream=True)
         response.close()
-    except requests.Timeout:
-        return {"url": url, "ok": False, "error": "timed out"}
     except requests.RequestException as exc:
-        return {"url": url, "ok": False, "error": type(exc).__name__}
+        return {"url": url, "ok": False, "error": describe_error(exc)}
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     return {"url": url, "ok": True, "http_status": response.status_code, "latency_ms": latency_ms}
 
@@ -47,11 +46,15 @@ def check(ctx: MonitorContext) -> Passed:
     data = {"urls": probes}
     reached = [p for p in probes if p["ok"]]
     failed = [f"{p['url']} ({p['error']})" for p in probes if not p["ok"]]
+    # Any HTTP answer proves the path works, but an error status is worth seeing in the detail.
+    odd = [f"{p['url']} HTTP {p['http_status']}" for p in reached if p["http_status"] >= 400]
+    answered_with = f"; answered with an error status: {', '.join(odd)}" if odd else ""
     if not reached:
         raise CheckFailed(f"offline: none of {len(urls)} URLs answered: {'; '.join(failed)}",
                           failure_class="network", data=data)
     if failed:
-        raise CheckWarning(f"{len(reached)}/{len(urls)} URLs answered; failed: {'; '.join(failed)}",
-                           data=data)
+        raise CheckWarning(f"{len(reached)}/{len(urls)} URLs answered; failed: {'; '.join(failed)}"
+                           f"{answered_with}", data=data)
     fastest = min(p["latency_ms"] for p in reached)
-    return Passed(f"{len(reached)}/{len(urls)} URLs answered (fastest {fastest:g} ms)", data)
+    return Passed(f"{len(reached)}/{len(urls)} URLs answered (fastest {fastest:g} ms){answered_with}",
+                  data)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckFailed, CheckUnknown, CheckWarning, Passed
 from utils.config import OAUTH1_VARIABLES
+from utils.http import describe_error
+from utils.redact import one_line
 from utils.state import get_state, put_state
 from utils.x_client import Budget, budget_from_headers, rate_headers
 
@@ -99,7 +101,7 @@ def check(ctx: MonitorContext) -> Passed:
         raise CheckFailed(f"X API did not answer within {ctx.settings.check_timeout_seconds:g}s"
                           f" ({type(exc).__name__})", failure_class="timeout") from exc
     except requests.RequestException as exc:
-        raise CheckFailed(f"cannot reach the X API: {type(exc).__name__}",
+        raise CheckFailed(f"cannot reach the X API: {describe_error(exc)} ({type(exc).__name__})",
                           failure_class="network") from exc
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     headers = rate_headers(response.headers)
@@ -120,7 +122,8 @@ def check(ctx: MonitorContext) -> Passed:
 
 def _api_message(exc: Any) -> str:
     messages = getattr(exc, "api_messages", None) or []
-    return "; ".join(str(m) for m in messages)[:200] or str(exc).split("\n")[0]
+    # Redact before shortening: a cut-off secret no longer matches the redactor.
+    return one_line("; ".join(str(m) for m in messages), 200) or one_line(str(exc).split("\n")[0])
 
 
 def _failure(ctx: MonitorContext, exc: Exception, response: Any) -> CheckFailed:

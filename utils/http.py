@@ -58,3 +58,38 @@ def make_session(timeout_s: float, *, x_api_base_url: str | None = None,
             if x_api_base_url.rstrip("/") != host:
                 session.mount(host + "/", BaseURLAdapter(host, x_api_base_url, timeout))
     return session
+
+
+def describe_error(exc: BaseException) -> str:
+    """What went wrong with a request in a few words: `connection refused`, `timed out`, …
+
+    requests wraps the socket error several layers deep (ConnectionError → MaxRetryError →
+    NewConnectionError → ConnectionRefusedError); the type name alone does not say which.
+    """
+    import http.client
+    import socket
+    import ssl
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timed out"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        current = stack.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+                                http.client.RemoteDisconnected, http.client.IncompleteRead)):
+            return "connection dropped"
+        if isinstance(current, socket.gaierror):
+            return "DNS lookup failed"
+        if isinstance(current, ssl.SSLError):
+            return "TLS error"
+        stack.extend([current.__cause__, current.__context__, getattr(current, "reason", None),
+                      *current.args])
+    return type(exc).__name__

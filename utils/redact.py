@@ -49,7 +49,20 @@ def redact(text: object) -> str:
         result = pattern.sub(MASK, result)
     for shape, replacement in _PATTERNS:
         result = shape.sub(replacement, result)
-    return result
+    return _mask_cut_secret(result, _secrets)
+
+
+MIN_CUT_PREFIX = 6  # a shorter tail is too likely to be ordinary text
+
+
+def _mask_cut_secret(text: str, secrets: tuple[str, ...]) -> str:
+    """Mask the head of a secret left at the end of text that someone shortened before redacting."""
+    body = text.rstrip("….\n ")
+    for secret in secrets:
+        start = body.rfind(secret[:MIN_CUT_PREFIX], max(0, len(body) - len(secret)))
+        if start >= 0 and secret.startswith(body[start:]):
+            return body[:start] + MASK + text[len(body):]
+    return text
 
 
 def one_line(text: object, limit: int = 300) -> str:
