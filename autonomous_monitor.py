@@ -117,14 +117,17 @@ def render_table(results: list[CheckResult]) -> str:
 
 def cmd_check(monitor: AutonomousMonitor, args: argparse.Namespace) -> int:
     """Run every check once; print a table or JSON; exit with the Nagios code of the worst."""
+    from utils.env_file import config_warnings
+
     results = monitor.run_health_round("manual")
     worst = Status.worst(r.status for r in results)
+    warnings = config_warnings(monitor.ctx.settings)
     if args.json:
         payload = {"status": worst.value, "checked_at": monitor.ctx.now().isoformat(),
-                   "checks": [r.to_json() for r in results]}
+                   "checks": [r.to_json() for r in results], "warnings": warnings}
         print(redact(json.dumps(payload, default=str)))
     else:
-        print(redact(render_table(results)))
+        print(redact("\n".join([render_table(results), *(f"warning: {w}" for w in warnings)])))
     return worst.exit_code
 
 
@@ -190,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(settings.log_dir, settings.log_level,
                   stderr_level=None if command == "run" else "WARNING")
+    from utils.env_file import config_warnings
+
+    for warning in config_warnings(settings):  # `check` and `status` also print them
+        (logger.info if command in ("check", "status") else logger.warning)("%s", warning)
     if command not in COMMANDS:
         print(f"{command}: not available yet", file=sys.stderr)
         return 2

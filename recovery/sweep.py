@@ -86,9 +86,14 @@ def _sweep_ledger(ctx: MonitorContext, report: SweepReport) -> None:
     grace = now - timedelta(minutes=ctx.settings.missed_post_grace_minutes)
     failed = _ids(ctx, (posts.c.status == "failed") & due, posts.c.id)
     retries = _ids(ctx, (posts.c.status == "retry_scheduled") & due, posts.c.next_attempt_at)
-    missed = _ids(ctx, (posts.c.status == "scheduled") & (posts.c.scheduled_at <= grace)
-                  & (posts.c.attempts == 0), posts.c.scheduled_at)
+    # A table the pipeline created itself may hold NULL where ours holds defaults.
+    never_tried = (posts.c.attempts == 0) | posts.c.attempts.is_(None)
+    missed = _ids(ctx, (posts.c.status == "scheduled") & (posts.c.scheduled_at <= grace) & never_tried,
+                  posts.c.scheduled_at)
     stuck = _ids(ctx, (posts.c.status == "posting") & (posts.c.updated_at <= grace), posts.c.id)
+    for post_id in _ids(ctx, (posts.c.status == "posting") & posts.c.updated_at.is_(None), posts.c.id):
+        report.errors.append(f"post {post_id}: `posting` with no updated_at, so it cannot be told "
+                             "stuck or in progress; skipped (set updated_at or fix the row)")
     _each(ctx, report, stuck, _handle_stuck)
     _each(ctx, report, failed, _handle_failed)
     _each(ctx, report, retries, _handle_due)

@@ -16,7 +16,7 @@ from utils.state import put_state
 from utils.status_report import DAEMON_STATE_KEY
 
 STATUS_KEYS = {"generated_at", "timezone", "daemon", "jobs", "checks", "incidents", "actions", "retries",
-               "posts_by_status", "actions_by_outcome", "x_api", "notifications", "errors"}
+               "posts_by_status", "actions_by_outcome", "x_api", "notifications", "errors", "warnings"}
 
 
 def test_status_works_on_an_empty_database_without_a_daemon(env: dict[str, str]) -> None:

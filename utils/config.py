@@ -98,6 +98,13 @@ def _database_url(raw: str) -> str:
     value = raw.strip()
     if not re.match(r"^[a-z][a-z0-9+]*://", value):
         raise ValueError("is not a database URL (e.g. sqlite:///data/monitor.db or postgresql://…)")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(value)  # SQLAlchemy's own parse; its messages echo the URL, password included
+    except (ArgumentError, ValueError):
+        raise ValueError("cannot be parsed as a database URL (check the port and the syntax)") from None
     return value
 
 
@@ -147,8 +154,10 @@ def _scheduler_service(raw: str) -> str | None:
     value = raw.strip()
     if not value:
         return None
-    if not re.fullmatch(r"[A-Za-z0-9:_.@\\-]+", value):
-        raise ValueError("is not a systemd unit name (letters, digits and :_.@- only)")
+    # A leading '-' would reach systemctl as an option (`-H host` runs it on another machine).
+    if len(value) > 256 or not re.fullmatch(r"[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]*", value):
+        raise ValueError("is not a systemd unit name (letters, digits and :_.@- only, "
+                         "not starting with '-')")
     return value
 
 
@@ -280,6 +289,7 @@ class Settings:
     values: Mapping[str, Any]
     env_file: Path | None = None
     secret_values: tuple[str, ...] = field(default=(), repr=False)
+    env_warnings: tuple[str, ...] = ()  # lines of the `.env` file that were ignored
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -294,7 +304,7 @@ class Settings:
         """A copy with some typed values replaced (tests and the credential refresher use it)."""
         values = dict(self.values)
         values.update({key.upper(): value for key, value in overrides.items()})
-        return Settings(values, self.env_file, self.secret_values)
+        return Settings(values, self.env_file, self.secret_values, self.env_warnings)
 
     def has_oauth1_credentials(self) -> bool:
         """True when all four OAuth 1.0a user-context values are set."""
@@ -307,6 +317,8 @@ class Settings:
             value = self.values[spec.env]
             if spec.secret and spec.env != "DATABASE_URL":
                 shown[spec.env] = "<set>" if value else "<unset>"
+            elif spec.env == "DATABASE_URL":
+                shown[spec.env] = _without_password(value)
             else:
                 shown[spec.env] = _printable(value)
         return shown
@@ -327,23 +339,39 @@ def _printable(value: Any) -> str:
     return str(value)
 
 
+def _without_password(url: str) -> str:
+    """A database URL as it may be shown: its password, if any, masked."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     """The variables a `.env` file sets; lines python-dotenv cannot parse are skipped, not fatal."""
-    if not path.is_file():
-        return {}
-    import logging
+    from utils.env_file import read_env
 
-    from dotenv import dotenv_values
+    return read_env(path, ()).values
 
-    logging.getLogger("dotenv.main").setLevel(logging.ERROR)  # it warns with the raw line
-    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+def _env_file_values(env_file: Path, environ: Mapping[str, str]) -> tuple[dict[str, str], str | None]:
+    """The `.env` values and the one-line report of ignored lines; raises when a setting is lost."""
+    from utils.env_file import read_env, summary
+
+    parsed = read_env(env_file, {spec.env for spec in SPECS})
+    lost = [why for name, why in parsed.lost if name not in environ]  # the environment wins anyway
+    if lost:
+        more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
+        raise ConfigError("ENV_FILE", f"{env_file} {lost[0]}{more}: fix that line")
+    return parsed.values, summary(env_file, parsed.ignored)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every setting (environment first, then the `.env` file, then defaults) or raise."""
     environ = dict(os.environ if environ is None else environ)
     env_file = Path(environ.get("ENV_FILE") or ".env")
-    merged = {**read_env_file(env_file), **environ}
+    from_file, ignored = _env_file_values(env_file, environ)
+    merged = {**from_file, **environ}
     values: dict[str, Any] = {}
     for spec in SPECS:
         raw = merged.get(spec.env)
@@ -356,7 +384,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(spec.env, str(exc)) from None
     _cross_check(values)
     secrets = tuple(_secret_fragments(values))
-    return Settings(values, env_file, secrets)  # kept even when missing: fixes say where to put it
+    # env_file is kept even when missing: fixes say where to put it
+    return Settings(values, env_file, secrets, (ignored,) if ignored else ())
 
 
 def _cross_check(values: dict[str, Any]) -> None:

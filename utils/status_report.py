@@ -190,4 +190,7 @@ def gather_status(ctx: MonitorContext) -> dict[str, Any]:
         report[name] = _section(errors, name, fetch, empty) if database_answered else empty
     report.update(report.pop("counts"))
     report["errors"] = errors
+    from utils.env_file import config_warnings
+
+    report["warnings"] = config_warnings(ctx.settings)
     return report

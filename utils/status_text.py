@@ -43,6 +43,8 @@ def render(report: dict[str, Any], zone: tzinfo) -> str:
     """All sections, one block each, times in `zone`."""
     lines = [f"Autonomiq Monitor status at {local(report['generated_at'], zone)}",
              _daemon(report["daemon"], zone)]
+    if report.get("warnings"):
+        lines += _block("WARNINGS", report["warnings"])
     lines += _block("JOBS (next run, last outcome)", [
         f"{j['id']:<20} next {local(j.get('next_run_at'), zone):<22} last {j.get('last_outcome') or '-':<9}"
         f" {local(j.get('last_run_at'), zone)}  {j.get('last_detail') or ''}".rstrip()
