@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 NAME = "cleanup_disk"
 _MAGIC = re.compile(r"[*?\[]")
+CODE_DIR = Path(__file__).resolve().parent.parent  # the monitor's own files are never candidates
 failure_log = logging.getLogger(FAILURE_LOGGER)
 
 
@@ -31,10 +32,15 @@ def pattern_root(pattern: str) -> Path | None:
     if ".." in parts:
         return None
     fixed = parts[: next((i for i, part in enumerate(parts) if _MAGIC.search(part)), len(parts))]
-    named = Path(os.path.abspath(Path(*fixed) if fixed else "."))
+    if not fixed:  # "*.log" would mean wherever the process happens to run
+        return None
+    named = Path(os.path.abspath(Path(*fixed)))
     root = named.resolve()
-    # Never a whole filesystem, and never a folder that is itself a link to somewhere else.
-    return None if root == Path(root.anchor) or root != named else root
+    # Never a whole filesystem, never a folder that holds the monitor's code, and never a folder
+    # that is itself a link to somewhere else.
+    if root == Path(root.anchor) or CODE_DIR.is_relative_to(root) or root != named:
+        return None
+    return root
 
 
 def _live_logs(ctx: MonitorContext) -> set[Path]:

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import assert_no_secret
 from tests.xapi_double import BODY_403_DUPLICATE, BODY_429, BODY_503, TWEETS, Reply
-from utils.db import init_db, make_engine
+from utils.db import init_db, make_engine, utc_now
 from utils.posting import get_post, post, schedule_post, transition
 from utils.state import get_state
 
@@ -131,3 +131,23 @@ def test_racing_posters_post_a_row_once(backend, env, make_ctx, x_api, request):
     assert outcomes.count("posted") == 3
     assert sorted(t["text"] for t in x_api.tweets) == ["race 0", "race 1", "race 2"]
     assert x_api.calls[TWEETS] == 3
+
+
+def test_a_pipeline_with_its_own_engine_and_client_never_stores_its_token(tmp_path, x_api):
+    from utils.config import load_settings
+    from utils.x_client import build_client
+
+    token = "1234-PIPELINEownTOKENnotRegisteredElsewhere42"
+    settings = load_settings({"ENV_FILE": str(tmp_path / "none"), "TWITTER_API_KEY": "pipeline-key-1",
+                              "TWITTER_API_SECRET": "pipeline-secret-1", "TWITTER_ACCESS_TOKEN": token,
+                              "TWITTER_ACCESS_TOKEN_SECRET": "pipeline-tsecret-1",
+                              "TWITTER_API_BASE_URL": x_api.base_url})
+    engine = make_engine(f"sqlite:///{tmp_path / 'pipeline.db'}")
+    init_db(engine)
+    x_api.script(TWEETS, Reply(401, {"title": "Unauthorized", "type": "about:blank", "status": 401,
+                                     "detail": f"Unauthorized: token {token} is invalid"}))
+    post_id = schedule_post(engine, "from the pipeline", utc_now())
+    result = post(engine, post_id, client=build_client(settings, timeout_s=5))
+    row = get_post(engine, post_id)
+    assert result.status == "failed" and "Unauthorized" in row["last_error"]
+    assert token not in row["last_error"] and token[:12] not in row["last_error"]

@@ -74,3 +74,21 @@ def test_every_deleted_file_is_logged(env, make_ctx, tree, caplog):
     with caplog.at_level("INFO"):
         run_routine(ctx, cleanup_disk.ROUTINE, DISK)
     assert f"cleanup_disk deleted {allowed / 'app.log.1'} (1000 bytes)" in caplog.text
+
+
+def test_patterns_without_a_folder_or_over_the_monitor_code_are_refused(env, make_ctx, tree):
+    for pattern in ("*.log", "*/old.txt"):
+        with pytest.raises(ConfigError, match="must start with a folder"):
+            load_settings({**env, "CLEANUP_PATHS": pattern})
+    code = cleanup_disk.CODE_DIR
+    old = code / "README.md"
+    before = old.stat().st_mtime
+    os.utime(old, (before - 10 * 86400, before - 10 * 86400))  # old enough to be a candidate
+    try:
+        ctx = make_ctx(env, cleanup_paths=(f"{code}/*.md", f"{code.parent}/*/*.md"),
+                       cleanup_min_age_hours=0)
+        record = run_routine(ctx, cleanup_disk.ROUTINE, DISK)
+        assert "deleted 0 file(s)" in record.detail and "refused patterns" in record.detail
+        assert old.exists()
+    finally:
+        os.utime(old, (before, before))

@@ -396,6 +396,9 @@ def _cross_check(values: dict[str, Any]) -> None:
     for pattern in values["CLEANUP_PATHS"]:
         if ".." in Path(pattern).parts:
             raise ConfigError("CLEANUP_PATHS", f"pattern {pattern!r} must not contain '..'")
+        if re.search(r"[*?\[]", Path(pattern).parts[0] if Path(pattern).parts else "*"):
+            raise ConfigError("CLEANUP_PATHS", f"pattern {pattern!r} must start with a folder, "
+                              "e.g. /var/log/pipeline/*.log.1")
 
 
 def _secret_fragments(values: dict[str, Any]) -> list[str]:

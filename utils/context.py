@@ -43,6 +43,13 @@ class MonitorContext:
     _x_client: tweepy.Client | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        # A pipeline that builds a context for `utils.posting.post` gets the same redaction as
+        # the monitor: X error texts echoing a credential never reach `posts.last_error` whole.
+        from utils.redact import register_secrets
+
+        register_secrets(self.settings.secret_values)
+
     def now(self) -> datetime:
         """The current time from the injected clock (aware, UTC)."""
         return self.clock()

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, insert, select, update
 
 from utils.db import posts, utc_now
-from utils.redact import redact
+from utils.redact import redact, register_secrets
 from utils.state import put_state
 from utils.x_client import budget_from_headers, rate_headers
 
@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 CLAIMABLE = ("scheduled", "failed", "retry_scheduled")
 BUDGET_STATE_KEY = "x_api:post"
+_CLIENT_SECRETS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret", "bearer_token")
 MAX_TEXT_CHARS = 25_000  # X's longest post (premium); anything longer is a bad row, not a post
 _BUDGET_PREFIXES = {"user_24h": "x-user-limit-24hour", "app_24h": "x-app-limit-24hour",
                     "rate": "x-rate-limit"}
@@ -127,6 +128,7 @@ def _collaborators(ctx_or_engine: Any, client: Any, now: datetime | None) -> tup
     if isinstance(ctx_or_engine, Engine):
         if client is None:
             raise ValueError("post(engine, …) needs client=")
+        register_secrets(getattr(client, name, None) or "" for name in _CLIENT_SECRETS)
         return ctx_or_engine, client, now or utc_now()
     ctx = ctx_or_engine
     return ctx.engine, client or ctx.x_client, now or ctx.now()

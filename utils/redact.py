@@ -21,8 +21,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", re.I), rf"\1{MASK}@"),
     (re.compile(r"((?:access|refresh)_token[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9%._~+/=-]{8,}", re.I),
      rf"\1{MASK}"),
-    (re.compile(r"((?:password|passwd|client_secret)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&]+", re.I),
-     rf"\1{MASK}"),
+    # `<set>`/`<unset>` are the configuration view's own words for a secret, not secrets.
+    (re.compile(r"((?:password|passwd|client_secret)[\"']?\s*[:=]\s*[\"']?)(?!<(?:un)?set>)[^\s\"',&]+",
+                re.I), rf"\1{MASK}"),
 )
 
 _lock = threading.Lock()
