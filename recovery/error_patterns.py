@@ -86,7 +86,9 @@ RULES: tuple[Rule, ...] = (
     _rule("x-auth-codes", F.AUTH, _codes(32, 89, 135, 215, 99)
           + r"|Could not authenticate you|Invalid or expired token|Bad authentication data"
           r"|Timestamp out of bounds|invalid_grant|Value passed for the token was invalid"
-          r"|unauthorized_client|Missing valid authorization header|invalid_client"),
+          r"|unauthorized_client|Missing valid authorization header|invalid_client"
+          # tweepy auth.py when TWITTER_API_KEY / _SECRET is unset (tweepy #1972)
+          r"|Consumer (?:key|secret) must be string or bytes"),
     # --- X: the request itself -------------------------------------------------------------------
     _rule("x-too-long", F.INVALID_REQUEST, _codes(186, 170, 324, 44)
           + r"|text is too long|needs to be a bit shorter|Tweet text is too long"
@@ -94,7 +96,9 @@ RULES: tuple[Rule, ...] = (
     _rule("x-not-found", F.NOT_FOUND, _codes(34, 144, 50)
           + "|" + _problem("resource-not-found") + r"|page does not exist|No status found"),
     _rule("x-rate-limit", F.RATE_LIMIT, _codes(88) + "|" + _problem("rate-limit-exceeded")
-          + r"|Rate limit exceeded|Too Many Requests|\bTooManyRequests\b|too many 429 error responses"),
+          # "Rate limit reached. Sleeping for: N" is tweepy.API (v1.1) with wait_on_rate_limit
+          + r"|Rate limit (?:exceeded|reached)|Too Many Requests|\bTooManyRequests\b"
+          r"|too many 429 error responses"),
     _rule("x-server", F.SERVER_ERROR, _codes(130, 131) + "|" + _problem("internal-error")
           + r"|Over capacity|\bInternal error\b|\bTwitterServerError\b|too many 5\d\d error responses"
           # tweepy, HTTP 200 with an empty/garbled body (tweepy #2152): the POST reached X and
@@ -105,7 +109,9 @@ RULES: tuple[Rule, ...] = (
     _rule("net-timeout", F.TIMEOUT,
           r"\b(?:Read|Connect|Write|Pool)Timeout(?:Error)?\b|\bTimeoutError\b|\bsocket\.timeout\b"
           r"|timed out|\berrno=ETIMEDOUT\b|\bETIMEDOUT\b|ESOCKETTIMEDOUT|timeout of \d+ ?ms exceeded"
-          r"|deadline exceeded"),
+          r"|deadline exceeded"
+          # WSAETIMEDOUT, the Windows ETIMEDOUT: a connect that got no answer in time
+          r"|\bWinError 10060\b"),
     _rule("net-dns", F.NETWORK, r"NameResolutionError|Name or service not known|name resolution"
           r"|nodename nor servname|getaddrinfo (?:failed|ENOTFOUND|EAI_AGAIN)|\bENOTFOUND\b"
           r"|\bEAI_AGAIN\b|No address associated with hostname|Could not resolve host"),
@@ -113,7 +119,7 @@ RULES: tuple[Rule, ...] = (
           r"Max retries exceeded|Failed to establish a new connection|Connection refused"
           r"|Connection reset|Connection aborted|RemoteDisconnected|Remote end closed connection"
           r"|\bConnection(?:Aborted|Reset|Refused)Error\b|connection was aborted|forcibly closed"
-          r"|\bWinError 100(?:53|54|60|61)\b|BadStatusLine"
+          r"|\bWinError 100(?:53|54|61)\b|BadStatusLine"
           r"|\bECONNRESET\b|\bECONNREFUSED\b|\bEPIPE\b|\berrno=E(?:CONNRESET|CONNREFUSED|CONNABORTED"
           r"|NETUNREACH|HOSTUNREACH|PIPE)\b|socket hang up|Network is unreachable|No route to host"
           r"|Broken pipe|\bSSL(?:EOF)?Error\b|SSL: |EOF occurred in violation of protocol"
@@ -135,6 +141,7 @@ _REASONS = "|".join(sorted({re.escape(status.phrase) for status in HTTPStatus if
                            | {"Gateway Time-out", "Request Timeout"}, key=len, reverse=True))
 STATUS_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(rf"\b([45]\d\d) (?:{_REASONS}|Client Error|Server Error)\b", re.I),  # + requests
+    re.compile(rf"\b([45]\d\d) \((?:{_REASONS})\)", re.I),  # twython: "returned a 403 (Forbidden)"
     re.compile(r"[\"']?status(?:_code|Code)?[\"']?\s*[:=]\s*([45]\d\d)\b", re.I),
     re.compile(r"\b(?:status code|code|HTTP(?:/\d(?:\.\d)?)?|HTTP Error|error)\s*[:=]?\s*([45]\d\d)\b",
                re.I),
