@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from checks.base import Status
 from notify import messages
@@ -21,6 +21,7 @@ from notify.incidents import IncidentBook, open_incidents
 from notify.observe import from_checks, from_sweep
 from notify.outbox import Outbox
 from notify.silence import in_maintenance
+from utils.db import posts
 from utils.history import latest_results
 
 if TYPE_CHECKING:
@@ -43,6 +44,22 @@ class ChannelResult:
     @property
     def delivered(self) -> bool:
         return self.error is None
+
+
+def given_up_keys(ctx: MonitorContext, keys: set[str]) -> set[str]:
+    """The `failure:<class>:post:<id>` keys whose post is `gave_up`. The sweep stops looking at
+    such a post, which is no recovery: its incident stays open, never "resolved"."""
+    ids: dict[int, str] = {}
+    for key in keys:
+        head, _, post_id = key.rpartition(":post:")
+        if head.startswith("failure:") and post_id.isdigit():
+            ids[int(post_id)] = key
+    if not ids:
+        return set()
+    with ctx.engine.connect() as conn:
+        found = conn.execute(select(posts.c.id).where(posts.c.id.in_(list(ids)),
+                                                      posts.c.status == "gave_up")).scalars()
+        return {ids[post_id] for post_id in found}
 
 
 class NotificationService:
@@ -75,6 +92,7 @@ class NotificationService:
         try:
             open_keys = {row["key"] for row in open_incidents(self.ctx)}
             latest = {row["name"]: row for row in latest_results(self.ctx.engine)}
+            open_keys -= given_up_keys(self.ctx, open_keys)
             self.incidents.observe(from_sweep(report, open_keys, latest))
         except Exception:
             logger.exception("could not process the sweep for notifications")

@@ -68,11 +68,11 @@ class WebhookReceiver:
 class SmtpReceiver:
     """An SMTP server with AUTH over plain text (loopback only) that keeps every message."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult
 
-        self.port = free_port()
+        self.port = port or free_port()  # a given port: come up where senders already point
         self.messages: list[email.message.Message] = []
         self.raw: list[str] = []
 

@@ -62,6 +62,17 @@ class PostResult:
     exception: BaseException | None = field(default=None, repr=False, compare=False)
 
 
+class UnreadableAnswer(Exception):
+    """X accepted the POST (2xx) but its body holds no tweet id (HTML, empty, no `data`): the tweet
+    may exist. Worded like tweepy's parse error, which the classifier reads as `server_error`."""
+
+    def __init__(self, response: Any, cause: Exception) -> None:
+        self.response = response  # its rate-limit headers are still worth keeping
+        content_type = (getattr(response, "headers", None) or {}).get("content-type", "?")
+        super().__init__(f"Failed to parse JSON payload: HTTP {getattr(response, 'status_code', '?')} "
+                         f"({content_type}) without a tweet id: {type(cause).__name__}: {cause}")
+
+
 def schedule_post(engine: Engine, text: str, scheduled_at: datetime, *,
                   now: datetime | None = None) -> int:
     """Insert a `scheduled` row and return its id."""
@@ -138,9 +149,12 @@ def _send(engine: Engine, client: Any, row: dict[str, Any], now: datetime) -> Po
     post_id = row["id"]
     try:
         response = client.create_tweet(text=row["text"], user_auth=uses_oauth1(client))
-        tweet_id = str(response.json()["data"]["id"])
     except Exception as exc:  # every failure is recorded on the row, never lost
         return _record_failure(engine, post_id, exc, now)
+    try:
+        tweet_id = str(response.json()["data"]["id"])
+    except Exception as exc:  # a 2xx with HTML or no `data`: classified, retried through the duplicate check
+        return _record_failure(engine, post_id, UnreadableAnswer(response, exc), now)
     headers = rate_headers(response.headers)
     transition(engine, post_id, "posting", "posted", now, tweet_id=tweet_id, posted_at=now,
                last_error=None, failure_class=None, next_attempt_at=None)
