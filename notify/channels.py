@@ -103,6 +103,9 @@ class Sender:
             return one_line(f"cannot load the {channel.scheme} plug-in: {exc}")
         if plugin is None:
             return f"not a valid Apprise URL for scheme {channel.scheme}://"
+        # The capture below lowers Apprise's logger to DEBUG to read socket errors; its lines
+        # (payloads included) must not flow on into our log at that level: we log the outcome.
+        logging.getLogger("apprise").propagate = False
         target = apprise.Apprise()
         target.add(plugin)
         try:

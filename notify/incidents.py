@@ -51,6 +51,15 @@ class Observation:
     fixed_by: str | None = None               # a verified fix: resolve at once
 
 
+class IncidentsUnrecorded(Exception):
+    """Incidents could not be written (the monitor's database is down or its disk full).
+    `urgent` holds the failing critical/urgent observations that are therefore unannounced."""
+
+    def __init__(self, urgent: list[Observation], cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.urgent = urgent
+
+
 class IncidentBook:
     """Feeds observations through the incident rules; alerts go to `enqueue` in the same transaction."""
 
@@ -60,14 +69,22 @@ class IncidentBook:
         self._lock = threading.Lock()
 
     def observe(self, observations: list[Observation]) -> int:
-        """Apply every observation; returns how many messages were queued."""
+        """Apply every observation; returns how many messages were queued. Raises
+        IncidentsUnrecorded after the others when a failing critical one could not be written."""
         queued = 0
+        unrecorded: list[Observation] = []
+        cause: Exception | None = None
         with self._lock:
             for obs in observations:
                 try:
                     queued += self._observe_one(obs)
-                except Exception:  # one bad key must not hide the others
+                except Exception as exc:  # one bad key must not hide the others
                     logger.exception("incident bookkeeping failed for %s", obs.key)
+                    cause = exc
+                    if obs.failing and (obs.urgent or obs.severity == "critical"):
+                        unrecorded.append(obs)
+        if unrecorded and cause is not None:
+            raise IncidentsUnrecorded(unrecorded, cause)
         return queued
 
     def _observe_one(self, obs: Observation) -> int:

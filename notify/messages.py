@@ -115,6 +115,16 @@ def alert(facts: IncidentFacts, kind: str, tz: tzinfo, previous: str | None = No
     return make(title, lines, _TYPE_OF.get(facts.severity, "warning"))
 
 
+def unrecorded(problems: list[tuple[str, str]], why: str) -> Message:
+    """An urgent alert sent straight to the channels while the monitor's own database cannot be
+    written (so no incident, no outbox): each problem as its class and detail."""
+    lines = [f"Class: {failure_class} · {one_line(detail, 200)}" for failure_class, detail in problems[:4]]
+    lines += [f"The monitor cannot record incidents: {one_line(why, 160)}",
+              "You: free the disk or bring the database back; alerts resume normally then."]
+    return make(f"CRITICAL: {', '.join(sorted({c for c, _ in problems}))} (monitor database unwritable)",
+                lines, "failure")
+
+
 def resolved(facts: IncidentFacts, now: datetime, how: str, tz: tzinfo) -> Message:
     """The one all-clear for an alerted incident: what happened, what was done, how long."""
     lasted = duration(now - facts.opened_at)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, select
@@ -17,7 +17,7 @@ from sqlalchemy import Connection, select
 from checks.base import Status
 from notify import messages
 from notify.channels import LOG_CHANNEL, Sender, log_message, parse_channels
-from notify.incidents import IncidentBook, open_incidents
+from notify.incidents import IncidentBook, IncidentsUnrecorded, open_incidents
 from notify.observe import from_checks, from_sweep
 from notify.outbox import Outbox
 from notify.silence import in_maintenance
@@ -67,6 +67,7 @@ class NotificationService:
 
     def __init__(self, ctx: MonitorContext) -> None:
         self.ctx = ctx
+        self._unrecorded_sent: dict[str, datetime] = {}  # class set → when its direct alert went
         self.channels = parse_channels(ctx.settings.notify_urls)
         self.sender = Sender()
         self.outbox = Outbox(ctx, self.channels, self.sender)
@@ -83,6 +84,8 @@ class NotificationService:
             self.incidents.observe(from_checks(results, trigger))
             if trigger == "pre_posting":
                 self._status_report(results)
+        except IncidentsUnrecorded as exc:
+            self._alert_unrecorded(exc)
         except Exception:
             logger.exception("could not process the health round for notifications")
         self._deliver()
@@ -94,9 +97,29 @@ class NotificationService:
             latest = {row["name"]: row for row in latest_results(self.ctx.engine)}
             open_keys -= given_up_keys(self.ctx, open_keys)
             self.incidents.observe(from_sweep(report, open_keys, latest))
+        except IncidentsUnrecorded as exc:
+            self._alert_unrecorded(exc)
         except Exception:
             logger.exception("could not process the sweep for notifications")
         self._deliver()
+
+    def _alert_unrecorded(self, exc: IncidentsUnrecorded) -> None:
+        """Without a writable database there is no incident and no outbox: send one urgent alert
+        straight to the channels, at most once per ALERT_REPEAT_HOURS for the same classes."""
+        problems = [(obs.failure_class or obs.label, f"{obs.label}: {obs.detail}") for obs in exc.urgent]
+        if not self.channels:
+            return
+        now = self.ctx.now()
+        key = ",".join(sorted({failure_class for failure_class, _ in problems}))
+        last = self._unrecorded_sent.get(key)
+        if last is not None and now - last < timedelta(hours=self.ctx.settings.alert_repeat_hours):
+            return
+        message = messages.unrecorded(problems, str(exc))
+        log_message(message.title, message.body, message.notify_type)
+        delivered = [self.sender.send(channel, message.title, message.body, message.notify_type) is None
+                     for channel in self.channels]
+        if any(delivered):
+            self._unrecorded_sent[key] = now
 
     def notify(self, message: messages.Message) -> None:
         """Queue one message for the log and every channel, and get it delivered."""

@@ -151,3 +151,17 @@ def test_a_pipeline_with_its_own_engine_and_client_never_stores_its_token(tmp_pa
     row = get_post(engine, post_id)
     assert result.status == "failed" and "Unauthorized" in row["last_error"]
     assert token not in row["last_error"] and token[:12] not in row["last_error"]
+
+
+def test_a_pipeline_client_with_tweepy_default_responses_records_the_tweet_id(env, make_ctx, x_api):
+    import tweepy
+
+    from utils.x_client import build_client
+
+    ctx = make_ctx(env)
+    client = build_client(ctx.settings, timeout_s=5)
+    client.return_type = tweepy.Response  # what `tweepy.Client(...)` gives a pipeline by default
+    post_id = schedule_post(ctx.engine, "default client", ctx.now())
+    result = post(ctx.engine, post_id, client=client, now=ctx.now())
+    assert result.status == "posted" and result.tweet_id == x_api.tweets[0]["id"]
+    assert x_api.calls[TWEETS] == 1 and get_post(ctx.engine, post_id)["tweet_id"] == result.tweet_id

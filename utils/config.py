@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 EX_CONFIG = 78
@@ -416,13 +416,18 @@ def _secret_fragments(values: dict[str, Any]) -> list[str]:
     return [fragment for fragment in fragments if len(fragment) >= 4]
 
 
+_SECRET_QUERY_NAME = re.compile(r"token|key|secret|pass|auth|sig|code|webhook", re.I)
+
+
 def _url_secrets(url: str) -> list[str]:
     parts = urlsplit(url)
     found = [parts.password or ""]
     if parts.username and len(parts.username) >= 16:  # a token in the user part; not a plain login
         found.append(parts.username)
-    found += [segment for segment in re.split(r"[/?&=#]", f"{parts.path}?{parts.query}")
-              if len(segment) >= 8]
+    found += [segment for segment in parts.path.split("/") if len(segment) >= 8]  # webhook tokens
+    # Query values only under names that say secret: `to=`, `from=`, `mode=` are not.
+    found += [value for name, value in parse_qsl(parts.query)
+              if _SECRET_QUERY_NAME.search(name) and len(value) >= 4]
     if "@" not in parts.netloc and parts.scheme not in ("http", "https", "json", "xml", "form"):
         found.append(parts.netloc)  # e.g. tgram://BOTTOKEN/CHAT keeps the token in the host part
     return [item for item in found if item]

@@ -152,15 +152,23 @@ def _send(engine: Engine, client: Any, row: dict[str, Any], now: datetime) -> Po
     except Exception as exc:  # every failure is recorded on the row, never lost
         return _record_failure(engine, post_id, exc, now)
     try:
-        tweet_id = str(response.json()["data"]["id"])
+        tweet_id = _tweet_id(response)
     except Exception as exc:  # a 2xx with HTML or no `data`: classified, retried through the duplicate check
         return _record_failure(engine, post_id, UnreadableAnswer(response, exc), now)
-    headers = rate_headers(response.headers)
+    headers = rate_headers(getattr(response, "headers", None))
     transition(engine, post_id, "posting", "posted", now, tweet_id=tweet_id, posted_at=now,
                last_error=None, failure_class=None, next_attempt_at=None)
     _remember_budget(engine, headers, now, ok=True)
     logger.info("post %s posted as tweet %s", post_id, tweet_id)
     return PostResult(post_id, "posted", tweet_id=tweet_id, headers=headers)
+
+
+def _tweet_id(response: Any) -> str:
+    """The new tweet's id from a `requests.Response` (our client) or a `tweepy.Response` (a
+    pipeline's default client, which has parsed the body already and carries no headers)."""
+    if hasattr(response, "json"):
+        return str(response.json()["data"]["id"])
+    return str(response.data["id"])
 
 
 def _record_failure(engine: Engine, post_id: int, exc: Exception, now: datetime) -> PostResult:
