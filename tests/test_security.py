@@ -31,7 +31,7 @@ from tests.xapi_double import ME, TWEETS, Reply
 from utils import http_endpoint
 from utils.config import load_settings
 from utils.env_file import exposure
-from utils.http_endpoint import start_http_endpoint
+from utils.http_endpoint import Limits, start_http_endpoint
 from utils.posting import post, schedule_post
 from utils.state import get_state
 from utils.status_report import DAEMON_STATE_KEY
@@ -239,11 +239,20 @@ def test_env_file_exposure_by_mode(tmp_path: Path, mode: int, word: str | None) 
 # --- the HTTP endpoint -------------------------------------------------------------------------
 
 @pytest.fixture
-def endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int]]:
+def endpoint() -> Iterator[tuple[str, int]]:
     """The real endpoint with short bounds so the tests of its limits stay quick."""
-    monkeypatch.setattr(http_endpoint, "REQUEST_DEADLINE_S", 1.5)
-    monkeypatch.setattr(http_endpoint, "MAX_CONNECTIONS", 3)
-    server = start_http_endpoint("127.0.0.1", 0, lambda: (True, "test"), lambda: b"autonomiq_up 1\n")
+    yield from _serving(Limits(deadline_s=1.5, max_connections=3))
+
+
+@pytest.fixture
+def patient_endpoint() -> Iterator[tuple[str, int]]:
+    """Three connections at most, and idle ones may stay a while."""
+    yield from _serving(Limits(deadline_s=10, max_connections=3))
+
+
+def _serving(limits: Limits) -> Iterator[tuple[str, int]]:
+    server = start_http_endpoint("127.0.0.1", 0, lambda: (True, "test"), lambda: b"autonomiq_up 1\n",
+                                 limits)
     yield "127.0.0.1", server.server_address[1]
     server.shutdown()
     server.server_close()
@@ -299,7 +308,6 @@ def test_oversized_requests_are_refused_and_the_endpoint_survives(endpoint: tupl
 
 
 def test_a_client_trickling_its_headers_is_cut_off_in_bounded_time(endpoint: tuple[str, int]) -> None:
-    assert http_endpoint.REQUEST_DEADLINE_S == 1.5
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 400 + b"\r\n\r\n"
     started = time.monotonic()
     with socket.create_connection(endpoint, timeout=10) as sock:
@@ -318,9 +326,8 @@ def test_a_client_trickling_its_headers_is_cut_off_in_bounded_time(endpoint: tup
     assert 1.4 <= took <= 3.5, f"cut off after {took:.1f}s"
 
 
-def test_connections_beyond_the_limit_are_closed_at_once(endpoint: tuple[str, int],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_endpoint, "REQUEST_DEADLINE_S", 10)  # the idle ones must stay a while
+def test_connections_beyond_the_limit_are_closed_at_once(patient_endpoint: tuple[str, int]) -> None:
+    endpoint = patient_endpoint
     idle = [socket.create_connection(endpoint, timeout=5) for _ in range(3)]  # never send anything
     try:
         time.sleep(0.2)

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,6 +30,15 @@ MAX_CONNECTIONS = 32
 Health = Callable[[], tuple[bool, str]]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How much one request may take: bytes, total time, and connections open at once."""
+
+    deadline_s: float = REQUEST_DEADLINE_S
+    max_bytes: int = MAX_REQUEST_BYTES
+    max_connections: int = MAX_CONNECTIONS
+
+
 class RequestTooLarge(Exception):
     """The client sent more than MAX_REQUEST_BYTES before its request was complete."""
 
@@ -36,8 +46,9 @@ class RequestTooLarge(Exception):
 class _BoundedReader(io.RawIOBase):
     """The connection's bytes while the request stays within its byte and time budget."""
 
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
-        self._sock, self._deadline, self._count = sock, deadline, 0
+    def __init__(self, sock: socket.socket, limits: Limits) -> None:
+        self._sock, self._limits, self._count = sock, limits, 0
+        self._deadline = time.monotonic() + limits.deadline_s
 
     def readable(self) -> bool:
         return True
@@ -45,11 +56,11 @@ class _BoundedReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         remaining = self._deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(f"request not complete after {REQUEST_DEADLINE_S:.0f} s")
-        if self._count >= MAX_REQUEST_BYTES:
+            raise TimeoutError(f"request not complete after {self._limits.deadline_s:g} s")
+        if self._count >= self._limits.max_bytes:
             raise RequestTooLarge
         self._sock.settimeout(min(REQUEST_TIMEOUT_S, remaining))
-        received = self._sock.recv_into(memoryview(buffer)[: MAX_REQUEST_BYTES - self._count])
+        received = self._sock.recv_into(memoryview(buffer)[: self._limits.max_bytes - self._count])
         self._count += received
         return received
 
@@ -64,8 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.rfile.close()  # the stdlib's reader; this one bounds bytes and time
-        deadline = time.monotonic() + REQUEST_DEADLINE_S
-        self.rfile = io.BufferedReader(_BoundedReader(self.connection, deadline))
+        self.rfile = io.BufferedReader(_BoundedReader(self.connection, self.server.limits))
 
     def handle_one_request(self) -> None:
         self.requestline, self.command, self.request_version = "", "", "HTTP/1.0"
@@ -117,17 +127,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _Server(ThreadingHTTPServer):
-    """At most MAX_CONNECTIONS connections at once; more are closed at once, not queued."""
+    """At most `limits.max_connections` connections at once; more are closed at once, not queued."""
 
     daemon_threads = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: Limits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.limits = limits
+        self._slots = threading.BoundedSemaphore(limits.max_connections)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            logger.debug("http: %s connections open, closing one from %s", MAX_CONNECTIONS, client_address)
+            logger.debug("http: %s connections open, closing one from %s", self.limits.max_connections,
+                         client_address)
             self.shutdown_request(request)
             return
         try:
@@ -146,15 +158,15 @@ class _Server(ThreadingHTTPServer):
         logger.debug("http %s: connection failed", client_address, exc_info=True)
 
 
-def start_http_endpoint(host: str, port: int, health: Health,
-                        metrics: Callable[[], bytes]) -> ThreadingHTTPServer:
+def start_http_endpoint(host: str, port: int, health: Health, metrics: Callable[[], bytes],
+                        limits: Limits = Limits()) -> ThreadingHTTPServer:
     """Serve `/healthz` and `/metrics` on host:port from a daemon thread; raises OSError if taken."""
     handler = type("Handler", (_Handler,), {"health": staticmethod(health),
                                             "metrics": staticmethod(metrics)})
     server_class: type[_Server] = _Server
     if ":" in host:  # an IPv6 address such as ::1
         server_class = type("Server6", (_Server,), {"address_family": socket.AF_INET6})
-    server = server_class((host, port), handler)
+    server = server_class((host, port), handler, limits=limits)
     threading.Thread(target=server.serve_forever, name="http-endpoint", daemon=True).start()
     logger.info("HTTP endpoint on http://%s:%s (/healthz, /metrics)", host, server.server_address[1])
     return server
