@@ -1,0 +1,287 @@
+"""Benchmark 3: sweep cost as the ledger grows, on SQLite and on the real PostgreSQL.
+
+`recovery.sweep.run_sweep` runs over `posts` tables of 100, 10 000 and 1 000 000 rows (bulk
+loaded: executemany on SQLite, COPY on PostgreSQL). Every size holds the same handful of rows that
+need the sweep (failed, due retries, a missed post); the rest are posted. The first sweep acts on
+the handful (retries go to the loopback X double), later sweeps find nothing due. Each time is
+shown against the 100-row case of the same backend; the sweep's own queries on `posts` are
+captured and EXPLAINed on the largest table to show which index each one uses.
+Target: flat or logarithmic, i.e. 1M-row time ≤ 3 × the 100-row time (log 10⁶ / log 10²).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import PG_ADMIN_URL, BenchResult, bench_env, bench_main, loopback_web, median, x_double
+
+FULL_SIZES = (100, 10_000, 1_000_000)
+QUICK_SIZES = (100, 10_000, 100_000)
+STEADY_SWEEPS = 5
+RATIO_TARGET = 3.0
+# SQLite as the monitor leaves it (no statistics), SQLite after ANALYZE, PostgreSQL after
+# (auto)VACUUM ANALYZE: the planner's choice differs with statistics, so both SQLite cases count.
+BACKENDS = ("sqlite", "sqlite_analyzed", "postgresql")
+COLUMNS = ("text", "scheduled_at", "status", "attempts", "last_error", "failure_class", "next_attempt_at",
+           "tweet_id", "posted_at", "updated_at", "last_error_headers", "ambiguous_attempt")
+POSTS_SQL = re.compile(r"\b(?:FROM|UPDATE|INTO)\s+posts\b", re.I)
+ERROR_503 = "503 Service Unavailable\nService Unavailable"
+
+
+def ledger_rows(size: int, now: datetime, tag: str) -> Iterator[tuple[Any, ...]]:
+    """`size` rows: a fixed handful that needs the sweep, the rest posted over the past days."""
+    past = now - timedelta(minutes=30)
+    future = now + timedelta(hours=6)
+    handful: list[tuple[Any, ...]] = []
+    for i in range(5):  # failed by a 503 the pipeline saw, due now: classified, retry scheduled
+        handful.append((f"{tag} failed {i}", past, "failed", 1, ERROR_503, None, None, None, None, past,
+                        "{}", True))
+    for i in range(3):  # a retry whose time has come: posted again through the X double
+        handful.append((f"{tag} retry {i}", past, "retry_scheduled", 1, ERROR_503, "server_error",
+                        now - timedelta(minutes=1), None, None, past, "{}", True))
+    handful.append((f"{tag} missed", now - timedelta(hours=2), "scheduled", 0, None, None, None, None, None,
+                    now - timedelta(hours=3), None, False))
+    for i in range(2):  # failed but waiting (offline): not due yet
+        handful.append((f"{tag} waiting {i}", past, "failed", 1, ERROR_503, "network", future, None, None,
+                        past, "{}", False))
+    for i in range(2):  # the pipeline's next posts
+        handful.append((f"{tag} next {i}", future, "scheduled", 0, None, None, None, None, None, now, None,
+                        False))
+    # Spread the handful evenly through the table, so none sits conveniently at the start.
+    positions = {k * size // len(handful): row for k, row in enumerate(handful)}
+    for index in range(size):
+        if index in positions:
+            yield positions[index]
+            continue
+        at = now - timedelta(minutes=30 * (size - index))
+        yield (f"{tag} post {index}", at, "posted", 1, None, None, None, str(10**18 + index), at, at,
+               None, False)
+
+
+@contextmanager
+def scratch_postgres() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"am_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def bulk_load(engine: Any, rows: Iterator[tuple[Any, ...]], *, analyze: bool) -> None:
+    """executemany on SQLite (naive UTC text as SQLAlchemy stores it), COPY on PostgreSQL."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if engine.dialect.name == "sqlite":
+            marks = ", ".join("?" for _ in COLUMNS)
+            cursor.executemany(f"INSERT INTO posts ({', '.join(COLUMNS)}) VALUES ({marks})",
+                               (tuple(_sqlite_value(v) for v in row) for row in rows))
+            if analyze:  # `PRAGMA optimize` or a person may; the monitor never does
+                cursor.execute("ANALYZE")
+        else:
+            with cursor.copy(f"COPY posts ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(tuple(v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime)
+                                         else v for v in row))
+        raw.commit()
+        if engine.dialect.name != "sqlite":
+            raw.driver_connection.autocommit = True  # VACUUM cannot run inside a transaction
+            cursor.execute("VACUUM ANALYZE posts")  # what autovacuum does shortly after a bulk load
+            raw.driver_connection.autocommit = False
+        cursor.close()
+    finally:
+        raw.close()
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+class StatementLog:
+    """Every statement the engine runs on `posts`, with its parameters and time."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.engine = engine
+        self.entries: list[tuple[str, Any, float]] = []
+        self.recording = False
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+               executemany: bool) -> None:
+        if self.recording and POSTS_SQL.search(statement):
+            self.entries.append((statement, parameters, time.perf_counter() - conn.info["bench_started"]))
+
+    def take(self) -> list[tuple[str, Any, float]]:
+        entries, self.entries = self.entries, []
+        return entries
+
+
+def explain(engine: Any, statements: list[tuple[str, Any, float]]) -> list[dict[str, Any]]:
+    """The plan of each distinct statement (by text), with a verdict on full scans of `posts`."""
+    plans = []
+    seen: set[str] = set()
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        for statement, parameters, _ in statements:
+            if statement in seen:
+                continue
+            seen.add(statement)
+            if engine.dialect.name == "sqlite":
+                cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+                lines = [str(row[-1]) for row in cursor.fetchall()]
+                full_scan = any(re.fullmatch(r"SCAN posts(?: USING (?:COVERING )?INDEX \w+)?", line)
+                                for line in lines)
+            else:
+                cursor.execute("EXPLAIN " + statement, parameters)
+                lines = [re.sub(r"\s*\(cost=[^)]*\)", "", str(row[0])).strip(" ->")
+                         for row in cursor.fetchall()]
+                full_scan = any("Seq Scan on posts" in line for line in lines)
+            plans.append({"sql": " ".join(statement.split()), "plan": lines, "full_scan": full_scan})
+        raw.rollback()
+        cursor.close()
+    finally:
+        raw.close()
+    return plans
+
+
+def one_backend(result: BenchResult, backend: str, sizes: tuple[int, ...], x_api: Any, web: str,
+                tmp: Path) -> dict[str, Any]:
+    """Time the sweep at every size on one backend; EXPLAIN the queries at the largest."""
+    from recovery.sweep import run_sweep
+    from utils.config import load_settings
+    from utils.context import MonitorContext
+    from utils.redact import register_secrets
+
+    measured: dict[int, dict[str, Any]] = {}
+    for size in (sizes[0], *sizes):  # the first pass warms imports and caches; it is discarded
+        database = scratch_postgres() if backend == "postgresql" else _sqlite_url(tmp, f"{backend}-{size}")
+        with database as url:
+            env = bench_env(tmp / f"{backend}-{size}", x_api.base_url, web, DATABASE_URL=url,
+                            CHECK_TIMEOUT_SECONDS="5")
+            settings = load_settings(env)
+            register_secrets(settings.secret_values)
+            ctx = MonitorContext(settings)
+            try:
+                statements = StatementLog(ctx.engine)
+                started = time.perf_counter()
+                bulk_load(ctx.engine, ledger_rows(size, ctx.now(), uuid.uuid4().hex[:8]),
+                          analyze=backend != "sqlite")
+                load_s = time.perf_counter() - started
+                statements.recording = True
+                first_s, first = _timed_sweep(run_sweep, ctx)
+                first_sql = statements.take()
+                steady = [_timed_sweep(run_sweep, ctx) for _ in range(STEADY_SWEEPS)]
+                steady_sql = statements.take()
+                plans = explain(ctx.engine, first_sql + steady_sql) if size == sizes[-1] else []
+            finally:
+                ctx.close()
+        measured[size] = {
+            "load_s": round(load_s, 2), "first_sweep_s": round(first_s, 4),
+            "first_actions": sorted(f"{a.routine}:{a.outcome}" for a in first.actions),
+            "first_errors": first.errors,
+            "steady_sweep_s": round(median([s for s, _ in steady]), 4),
+            "steady_posts_sql_s": round(sum(t for _, _, t in steady_sql) / STEADY_SWEEPS, 5),
+            "steady_posts_statements": len(steady_sql) // STEADY_SWEEPS, "plans": plans}
+        print(f"  {backend} {size:>9,} rows: load {load_s:.1f}s, first sweep {first_s * 1000:.0f} ms, steady "
+              f"{measured[size]['steady_sweep_s'] * 1000:.1f} ms", flush=True)
+    base = measured[sizes[0]]
+    for size in sizes:
+        m = measured[size]
+        last = size == sizes[-1]
+        result.add(f"{backend} {size:,} rows: first sweep (acts)", m["first_sweep_s"] * 1000, "ms",
+                   base["first_sweep_s"] * 1000, f"{sizes[0]} rows",
+                   f"≤ {RATIO_TARGET:g}×" if last else "",
+                   m["first_sweep_s"] <= RATIO_TARGET * base["first_sweep_s"] if last else None)
+        result.add(f"{backend} {size:,} rows: steady sweep", m["steady_sweep_s"] * 1000, "ms",
+                   base["steady_sweep_s"] * 1000, f"{sizes[0]} rows",
+                   f"≤ {RATIO_TARGET:g}×" if last else "",
+                   m["steady_sweep_s"] <= RATIO_TARGET * base["steady_sweep_s"] if last else None)
+        result.add(f"{backend} {size:,} rows: SQL on posts per steady sweep", m["steady_posts_sql_s"] * 1000,
+                   "ms", base["steady_posts_sql_s"] * 1000, f"{sizes[0]} rows")
+    plans = measured[sizes[-1]]["plans"]
+    scans = [plan for plan in plans if plan["full_scan"]]
+    result.add(f"{backend}: sweep statements on posts doing a full scan at {sizes[-1]:,} rows", len(scans),
+               "", target="0", met=not scans)
+    for plan in plans:
+        result.notes.append(f"{backend} plan{' [FULL SCAN]' if plan['full_scan'] else ''}: "
+                            f"{_short_sql(plan['sql'])} → {' / '.join(_plan_nodes(plan['plan']))}")
+    return {str(size): m for size, m in measured.items()}
+
+
+@contextmanager
+def _sqlite_url(tmp: Path, name: str) -> Iterator[str]:
+    folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))
+    yield f"sqlite:///{folder / 'monitor.db'}"
+
+
+def _timed_sweep(run_sweep: Any, ctx: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    report = run_sweep(ctx)
+    return time.perf_counter() - started, report
+
+
+def _plan_nodes(lines: list[str]) -> list[str]:
+    """The lines of a plan that say how rows are found and ordered."""
+    keep = [line for line in lines if re.search(r"SCAN|SEARCH|B-TREE|Scan|Sort|Cond", line)]
+    return keep[:5] or lines[:3]
+
+
+def _short_sql(sql: str) -> str:
+    sql = re.sub(r"SELECT posts\.id, posts\.text, .*? FROM", "SELECT posts.* FROM", sql)
+    sql = re.sub(r"%\((\w+?)(?:_\d+)?\)s(?:::(?:TIMESTAMP WITHOUT TIME ZONE|[A-Z]+))?", r":\1", sql)
+    return sql if len(sql) < 220 else sql[:217] + "…"
+
+
+def measure(result: BenchResult) -> None:
+    sizes = QUICK_SIZES if result.quick else FULL_SIZES
+    details: dict[str, Any] = {"sizes": sizes, "steady_sweeps": STEADY_SWEEPS}
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp, loopback_web() as web, \
+            x_double() as x_api:
+        for backend in BACKENDS:
+            try:
+                details[backend] = one_backend(result, backend, sizes, x_api, web, Path(tmp))
+            except Exception as exc:  # e.g. no PostgreSQL on this machine: say so, keep SQLite's numbers
+                if backend != "postgresql":
+                    raise
+                result.notes.append(f"postgresql skipped: {type(exc).__name__}: {exc}")
+        details["x_api_calls"] = dict(x_api.calls)
+    result.details = details
+    if result.quick:
+        result.notes.append("quick run: the largest size is 100,000 rows, not 1,000,000")
+
+
+if __name__ == "__main__":
+    sys.exit(bench_main("sweep_cost", "3. Sweep cost as the ledger grows", measure))
