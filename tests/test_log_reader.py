@@ -276,3 +276,14 @@ def test_chunked_reading_matches_a_plain_split(lines: list[bytes], chunk_bytes: 
     assert [line.text for line in got] == expected
     assert [line.end for line in got] == ends
     assert [line.offset for line in got] == [0, *ends][: len(ends)]
+
+
+def test_a_logged_exception_text_spanning_lines_is_one_record(ctx: Any, log: Path) -> None:
+    # `logger.error("create_tweet failed: %s", exc)` with tweepy's two-line exception strings.
+    append(log, "2026-11-28 09:00:01,123 ERROR poster: create_tweet failed: 403 Forbidden\n"
+                "You are not allowed to create a Tweet with duplicate content.\n"
+                "2026-11-28 09:00:02,001 INFO poster: next\n"
+                "2026-11-28 15:00:01,123 ERROR poster: create_tweet failed: 429 Too Many Requests\n"
+                "Usage cap exceeded: Monthly product cap\n")
+    events = scan_file(ctx.engine, log, ctx.now())
+    assert sorted(event.failure_class for event in events) == ["duplicate", "usage_cap"]

@@ -33,7 +33,7 @@ class _HasText(Protocol):
 class Record:
     """One log entry: its first line's offset, its lines (bounded), and whether it is an error."""
 
-    __slots__ = ("error", "in_traceback", "lines", "offset", "size", "tail")
+    __slots__ = ("entry", "error", "in_traceback", "lines", "offset", "size", "tail")
 
     def __init__(self, offset: int, first_line: str) -> None:
         self.offset = offset
@@ -41,6 +41,9 @@ class Record:
         self.size = len(first_line)
         self.error = is_error_line(first_line)
         self.in_traceback = first_line.startswith("Traceback")
+        # A timestamped entry: unprefixed lines after it are its message's further lines
+        # (`logger.error("post failed: %s", exc)` with tweepy's two-line exception text).
+        self.entry = bool(ENTRY_START.match(first_line))
         self.tail = -1  # lines seen after the traceback's exception line; -1 = not reached yet
 
     def add(self, text: str) -> None:
@@ -88,7 +91,7 @@ def _continues(record: Record, text: str) -> bool:
         record.in_traceback = record.in_traceback or text.startswith("Traceback")
         record.tail = -1
         return True
-    if not record.in_traceback or ENTRY_START.match(text) or not text.strip():
+    if not (record.in_traceback or record.entry) or ENTRY_START.match(text) or not text.strip():
         return False
     record.tail += 1
     return record.tail <= MAX_MESSAGE_TAIL
