@@ -75,6 +75,9 @@ class Routine:
     plan: Callable[[MonitorContext, Target], str]
     verify_check: str | None = None
     settle_s: float = 0.0     # how long the check may take to pass after the fix (a restart)
+    # Runs once per failed attempt of one post, which MAX_POST_ATTEMPTS already bounds: the
+    # breaker must not stop it before the post's own limit (fast sweeps would hit it first).
+    per_post_attempt: bool = False
 
     def __call__(self, ctx: MonitorContext, target: Target) -> ActionRecord:
         """Run through the guard (so a registered fixer is always guarded)."""
@@ -88,7 +91,10 @@ def run_routine(ctx: MonitorContext, routine: Routine, target: Target) -> Action
     runs = recent_runs(ctx, routine.name, target.name)
     settings = ctx.settings
     verified = None
-    if runs >= settings.circuit_breaker_max_runs:
+    limit = settings.circuit_breaker_max_runs
+    if routine.per_post_attempt:
+        limit = max(limit, settings.max_post_attempts)
+    if runs >= limit:
         outcome = FixOutcome("blocked", f"{routine.name} already ran {runs} time(s) on {target.name} "
                              f"in the last {settings.circuit_breaker_window}; stopped to avoid a loop. "
                              f"Look at the cause: {one_line(target.reason, 200)}", needs_human=True)

@@ -60,4 +60,4 @@ def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
     return FixOutcome("retry_scheduled", f"rate limited; retry at {local_time(ctx, moment)} ({why})")
 
 
-ROUTINE = Routine(NAME, fix, plan)
+ROUTINE = Routine(NAME, fix, plan, per_post_attempt=True)

@@ -32,4 +32,4 @@ def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
     return FixOutcome("retried", f"the retry failed: {one_line(result.error or '', 200)}")
 
 
-ROUTINE = Routine(NAME, fix, plan)
+ROUTINE = Routine(NAME, fix, plan, per_post_attempt=True)

@@ -52,4 +52,4 @@ def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
     return FixOutcome("skipped", f"{target.name} changed meanwhile (another process has it)")
 
 
-ROUTINE = Routine(NAME, fix, plan)
+ROUTINE = Routine(NAME, fix, plan, per_post_attempt=True)

@@ -223,3 +223,21 @@ def test_circuit_breaker_blocks_the_next_run_and_survives_a_restart(env, make_ct
     assert run_sweep(restarted).actions[0].outcome == "blocked"
     clock.advance(hours=1, minutes=1)
     assert run_sweep(restarted).actions[0].outcome == "failed"  # the window has passed
+
+
+def test_fast_sweeps_reach_max_post_attempts_not_the_circuit_breaker(env, make_ctx, x_api, clock):
+    # Sweeps every 2 minutes against an X that keeps answering 503: the post's own limit
+    # (MAX_POST_ATTEMPTS) ends it with `gave_up`, not a misleading "blocked to avoid a loop".
+    ctx = make_ctx({**env, "MAX_POST_ATTEMPTS": "5", "CIRCUIT_BREAKER_MAX_RUNS": "3",
+                    "BACKOFF_BASE_SECONDS": "1", "BACKOFF_MAX_SECONDS": "60"})
+    post_id = failed_row(ctx, x_api, Reply(503, BODY_503))
+    seen = []
+    for _ in range(10):
+        x_api.script(TWEETS, Reply(503, BODY_503))
+        seen += [(a.routine, a.outcome) for a in run_sweep(ctx).actions]
+        clock.advance(minutes=2)
+        if get_post(ctx.engine, post_id)["status"] == "gave_up":
+            break
+    assert all(outcome != "blocked" for _, outcome in seen), seen
+    assert seen[-1] == ("retry_transient", "gave_up"), seen
+    assert get_post(ctx.engine, post_id)["attempts"] == 5 and x_api.calls[TWEETS] == 5
