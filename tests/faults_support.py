@@ -153,37 +153,6 @@ class SwitchableXApi(XApiDouble):
 
 # --- an outside watcher -------------------------------------------------------------------------
 
-class PathRecorder:
-    """A loopback HTTP server that answers 200 and records every path asked for (a stand-in for
-    healthchecks.io behind HEARTBEAT_URL)."""
-
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler
-
-        self.paths: list[str] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                recorder.paths.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"OK")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/ping/fault-suite"
-
-    def stop(self) -> None:
-        """Stop listening."""
-        self._server.shutdown()
-        self._server.server_close()
-
 
 # --- tmpfs -------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -120,3 +121,43 @@ def running_smtp() -> Iterator[SmtpReceiver]:
     receiver = SmtpReceiver()
     yield receiver
     receiver.stop()
+
+
+class PathRecorder:
+    """A loopback HTTP server that answers 200 and records every path asked for (a stand-in for
+    healthchecks.io behind HEARTBEAT_URL)."""
+
+    def __init__(self, path: str = "/ping/0f3c6a9e-5b7d-4d8e-9f1a-2b3c4d5e6f70") -> None:
+        self.paths: list[str] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                recorder.paths.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"OK")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextmanager
+def running_path_recorder() -> Iterator[PathRecorder]:
+    """A PathRecorder for the length of a test."""
+    recorder = PathRecorder()
+    try:
+        yield recorder
+    finally:
+        recorder.stop()

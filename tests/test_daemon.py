@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import requests
 from sqlalchemy import func, select
 
 from tests.conftest import ROOT, assert_no_secret, run_cli
+from tests.notify_receivers import running_path_recorder
 from tests.xapi_double import BODY_429, ME, TWEETS, Reply
 from utils.config import load_settings
 from utils.context import MonitorContext
@@ -129,25 +129,8 @@ def notify_socket(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
 @pytest.fixture
 def heartbeat() -> Iterator[tuple[str, list[str]]]:
     """A loopback healthchecks.io stand-in recording the paths pinged."""
-    paths: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            paths.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"OK")
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/ping/0f3c6a9e-5b7d-4d8e-9f1a-2b3c4d5e6f70", paths
-    server.shutdown()
-    server.server_close()
+    with running_path_recorder() as recorder:
+        yield recorder.url, recorder.paths
 
 
 def test_the_daemon_runs_its_schedule_speaks_to_systemd_and_stops_cleanly(

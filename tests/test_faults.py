@@ -34,7 +34,6 @@ from tests.conftest import FAKE_SECRETS, FixedClock, assert_no_secret
 from tests.faults_support import (
     DaemonProcess,
     OwnedPostgres,
-    PathRecorder,
     SwitchableXApi,
     fill,
     free_port,
@@ -42,7 +41,7 @@ from tests.faults_support import (
     tmpfs,
     wait_for,
 )
-from tests.notify_receivers import SmtpReceiver, WebhookReceiver, running_webhook
+from tests.notify_receivers import PathRecorder, SmtpReceiver, WebhookReceiver, running_webhook
 from tests.xapi_double import (
     BODY_403_OAUTH1_PERMISSIONS,
     BODY_429,

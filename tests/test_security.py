@@ -11,10 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,13 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 
 from tests.conftest import FAKE_SECRETS, ROOT, run_cli
-from tests.notify_receivers import SMTP_PASSWORD, free_port, running_smtp, running_webhook
+from tests.notify_receivers import (
+    SMTP_PASSWORD,
+    free_port,
+    running_path_recorder,
+    running_smtp,
+    running_webhook,
+)
 from tests.xapi_double import ME, TWEETS, Reply
 from utils import http_endpoint
 from utils.config import load_settings
@@ -68,24 +72,8 @@ def leaks(texts: dict[str, str]) -> list[str]:
 @pytest.fixture
 def heartbeat() -> Iterator[tuple[str, list[str]]]:
     """A loopback healthchecks.io stand-in recording the paths pinged."""
-    paths: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            paths.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/ping/{HEARTBEAT_TOKEN}", paths
-    server.shutdown()
-    server.server_close()
+    with running_path_recorder() as recorder:
+        yield recorder.url, recorder.paths
 
 
 def wait_for(what: Callable[[], Any], timeout: float, why: str) -> Any:
