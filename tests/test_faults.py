@@ -389,7 +389,7 @@ def test_postgres_stopped_and_killed_while_the_daemon_runs(
     recorded then). A longer outage only repeats the same failed sweep.
     """
     outage_s = 6.0
-    heartbeat = PathRecorder()
+    heartbeat = PathRecorder("/ping/fault-suite")
     port = free_port()
     environ = {**env, "DATABASE_URL": owned_postgres.url, "SWEEP_INTERVAL": "1s",
                "CHECK_TIMEOUT_SECONDS": "2", "BACKOFF_BASE_SECONDS": "3", "BACKOFF_MAX_SECONDS": "4",
