@@ -23,6 +23,7 @@ from sqlalchemy import Connection, insert, select, update
 from notify import messages
 from notify.silence import quiet_reason
 from utils.db import incidents
+from utils.logging_setup import log_failure
 from utils.redact import one_line
 from utils.state import get_state, put_state
 
@@ -79,7 +80,7 @@ class IncidentBook:
                 try:
                     queued += self._observe_one(obs)
                 except Exception as exc:  # one bad key must not hide the others
-                    logger.exception("incident bookkeeping failed for %s", obs.key)
+                    log_failure(logger, exc, "incident bookkeeping failed for %s", obs.key)
                     cause = exc
                     if obs.failing and (obs.urgent or obs.severity == "critical"):
                         unrecorded.append(obs)

@@ -23,6 +23,7 @@ from notify.outbox import Outbox
 from notify.silence import in_maintenance
 from utils.db import posts
 from utils.history import latest_results
+from utils.logging_setup import log_failure
 
 if TYPE_CHECKING:
     from checks.base import CheckResult
@@ -86,8 +87,8 @@ class NotificationService:
                 self._status_report(results)
         except IncidentsUnrecorded as exc:
             self._alert_unrecorded(exc)
-        except Exception:
-            logger.exception("could not process the health round for notifications")
+        except Exception as exc:
+            log_failure(logger, exc, "could not process the health round for notifications")
         self._deliver()
 
     def observe_sweep(self, report: SweepReport) -> None:
@@ -99,8 +100,8 @@ class NotificationService:
             self.incidents.observe(from_sweep(report, open_keys, latest))
         except IncidentsUnrecorded as exc:
             self._alert_unrecorded(exc)
-        except Exception:
-            logger.exception("could not process the sweep for notifications")
+        except Exception as exc:
+            log_failure(logger, exc, "could not process the sweep for notifications")
         self._deliver()
 
     def _alert_unrecorded(self, exc: IncidentsUnrecorded) -> None:

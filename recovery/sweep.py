@@ -22,6 +22,7 @@ from recovery.base import Target, run_routine
 from recovery.hold_for_usage_cap import active_hold
 from recovery.report import ActionRecord, Detection, SweepReport
 from utils.db import posts
+from utils.logging_setup import log_failure
 from utils.posting import get_post, row_problem
 from utils.redact import one_line
 
@@ -44,7 +45,7 @@ def run_sweep(ctx: MonitorContext) -> SweepReport:
         try:
             part(ctx, report)
         except Exception as exc:  # one broken part must not hide the others
-            logger.exception("sweep part %s failed", name)
+            log_failure(logger, exc, "sweep part %s failed", name)
             report.errors.append(f"{name}: {one_line(f'{type(exc).__name__}: {exc}', 300)}")
     return report
 

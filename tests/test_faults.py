@@ -406,6 +406,7 @@ def test_postgres_stopped_and_killed_while_the_daemon_runs(
                      f"the daemon to schedule the retry of {text!r}")
             failed_before = daemon.count("(reconnect_database:unverified), 1 error(s)")
             fails_before = heartbeat.paths.count("/ping/fault-suite/fail")
+            tracebacks_before = daemon.count("Traceback")
             break_it()
             time.sleep(outage_s)
             assert daemon.alive(), daemon.log[-3000:]
@@ -418,6 +419,8 @@ def test_postgres_stopped_and_killed_while_the_daemon_runs(
                      f"{text!r} to be posted after the restart")
             assert daemon.count("(reconnect_database:unverified), 1 error(s)") - failed_before >= 4
             assert heartbeat.paths.count("/ping/fault-suite/fail") - fails_before >= 4
+            # An outage is one line per failure, not a traceback every sweep.
+            assert daemon.count("Traceback") == tracebacks_before, daemon.log[-4000:]
         wait_for(lambda: heartbeat.paths[-1] == "/ping/fault-suite", 10, "a healthy sweep")
         assert daemon.alive() and daemon.stop() == 0
         rows, actions = ledger(owned_postgres.url)

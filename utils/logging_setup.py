@@ -76,3 +76,15 @@ def setup_logging(log_dir: Path, level: str = "INFO", *, stderr_level: str | Non
     # Chatty libraries: tweepy logs whole request headers (OAuth) at DEBUG.
     for name in ("tweepy", "urllib3", "apscheduler.executors", "requests_oauthlib"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def log_failure(log: logging.Logger, exc: BaseException, message: str, *args: object) -> None:
+    """Log a caught failure: an outage of the outside world (database unreachable, disk full,
+    connection refused) as one error line, since it repeats every sweep while it lasts; anything
+    else, which is a bug, with its traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError | OSError):
+        log.error(message + ": %s", *args, f"{type(exc).__name__}: {exc}".splitlines()[0])
+    else:
+        log.exception(message, *args)
