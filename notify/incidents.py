@@ -184,6 +184,17 @@ class IncidentBook:
             next_check=self.ctx.now() + self.ctx.settings.sweep_interval,
             repeat_hours=self.ctx.settings.alert_repeat_hours)
 
+    def close(self, keys: set[str]) -> int:
+        """Close these open incidents without a message: their end was already announced (a post
+        given up says so in its alert). Returns how many were closed."""
+        if not keys:
+            return 0
+        now = self.ctx.now()
+        with self._lock, self.ctx.engine.begin() as conn:
+            return conn.execute(update(incidents)
+                                .where(incidents.c.key.in_(sorted(keys)), incidents.c.status == "open")
+                                .values(status="closed", resolved_at=now, updated_at=now)).rowcount
+
     def _save(self, conn: Connection, row: dict[str, Any]) -> None:
         values = {k: v for k, v in row.items() if k != "id"}
         if "id" in row:

@@ -49,7 +49,7 @@ class ChannelResult:
 
 def given_up_keys(ctx: MonitorContext, keys: set[str]) -> set[str]:
     """The `failure:<class>:post:<id>` keys whose post is `gave_up`. The sweep stops looking at
-    such a post, which is no recovery: its incident stays open, never "resolved"."""
+    such a post, which is no recovery: its incident is closed, never "resolved"."""
     ids: dict[int, str] = {}
     for key in keys:
         head, _, post_id = key.rpartition(":post:")
@@ -98,6 +98,9 @@ class NotificationService:
             latest = {row["name"]: row for row in latest_results(self.ctx.engine)}
             open_keys -= given_up_keys(self.ctx, open_keys)
             self.incidents.observe(from_sweep(report, open_keys, latest))
+            # The give-up alert (just queued) is the last word on such a post: close its incident.
+            now_open = {row["key"] for row in open_incidents(self.ctx)}
+            self.incidents.close(given_up_keys(self.ctx, now_open))
         except IncidentsUnrecorded as exc:
             self._alert_unrecorded(exc)
         except Exception as exc:

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from autonomous_monitor import AutonomousMonitor
 from checks import CHECKS
 from checks.base import CheckResult, Status
+from notify.incidents import open_incidents
 from recovery import ROUTINES
 from recovery.report import SweepReport
 from recovery.sweep import sweep_exit_code
@@ -185,6 +186,7 @@ def test_x_api_down_longer_than_max_post_attempts_gives_up_with_an_alert(
                                     "Now CRITICAL: network on post:1 (was warning)"]
         gave_up = webhook.received[1]["message"]
         assert "retry_transient: gave_up" in gave_up and "You: check this machine's internet" in gave_up
+        assert open_incidents(monitor.ctx) == []  # closed by the give-up alert, never "resolved"
     finally:
         x_api.stop()
 
