@@ -11,13 +11,11 @@ import json
 import os
 import platform
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -150,31 +148,11 @@ def bench_main(name: str, title: str, body: Callable[[BenchResult], None]) -> in
 
 # --- the loopback world ---------------------------------------------------------------------------
 
-class _NoContent(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+def loopback_web() -> Any:
+    """A 127.0.0.1 URL answering every GET with 204 (the tests' stand-in for the internet)."""
+    from tests.loopback_web import loopback_web as serve
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.send_response(204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_HEAD = do_GET  # noqa: N815
-
-
-@contextmanager
-def loopback_web() -> Iterator[str]:
-    """A 127.0.0.1 URL answering every GET with 204: CONNECTIVITY_URLS never leaves the box."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoContent)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serve()
 
 
 @contextmanager

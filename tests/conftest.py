@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.loopback_web import loopback_web  # noqa: E402
 from tests.xapi_double import XApiDouble  # noqa: E402
 from utils.config import load_settings  # noqa: E402
 from utils.context import MonitorContext  # noqa: E402
@@ -50,29 +49,11 @@ class FixedClock:
         return self.current
 
 
-class _OkHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.send_response(204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_HEAD = do_GET  # noqa: N815
-
-
 @pytest.fixture
 def web_ok() -> Iterator[str]:
     """A loopback URL that answers every GET with 204 (stands in for the internet)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OkHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with loopback_web() as url:
+        yield url
 
 
 @pytest.fixture
