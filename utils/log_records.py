@@ -35,7 +35,7 @@ class Record:
 
     __slots__ = ("entry", "error", "in_traceback", "lines", "offset", "size", "tail")
 
-    def __init__(self, offset: int, first_line: str) -> None:
+    def __init__(self, offset: int, first_line: str, starts_entry: bool) -> None:
         self.offset = offset
         self.lines = [first_line]
         self.size = len(first_line)
@@ -43,7 +43,7 @@ class Record:
         self.in_traceback = first_line.startswith("Traceback")
         # A timestamped entry: unprefixed lines after it are its message's further lines
         # (`logger.error("post failed: %s", exc)` with tweepy's two-line exception text).
-        self.entry = bool(ENTRY_START.match(first_line))
+        self.entry = starts_entry
         self.tail = -1  # lines seen after the traceback's exception line; -1 = not reached yet
 
     def add(self, text: str) -> None:
@@ -75,23 +75,24 @@ def error_records(lines: Iterable[_HasText]) -> Iterator[Record]:
     current: Record | None = None
     for line in lines:
         text = line.text
-        if current is not None and _continues(current, text):
+        starts_entry = ENTRY_START.match(text) is not None  # once per line: this is the hot loop
+        if current is not None and _continues(current, text, starts_entry):
             current.add(text)
             continue
         if current is not None and current.error:
             yield current
-        current = Record(line.offset, text)
+        current = Record(line.offset, text, starts_entry)
     if current is not None and current.error:
         yield current
 
 
-def _continues(record: Record, text: str) -> bool:
+def _continues(record: Record, text: str, starts_entry: bool) -> bool:
     """Whether `text` belongs to `record` (a traceback frame, its exception line, its message)."""
     if TRACEBACK_PART.match(text):
         record.in_traceback = record.in_traceback or text.startswith("Traceback")
         record.tail = -1
         return True
-    if not (record.in_traceback or record.entry) or ENTRY_START.match(text) or not text.strip():
+    if not (record.in_traceback or record.entry) or starts_entry or not text.strip():
         return False
     record.tail += 1
     return record.tail <= MAX_MESSAGE_TAIL
