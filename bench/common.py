@@ -182,30 +182,15 @@ def fake_secrets() -> dict[str, str]:
 
 
 def bench_env(tmp: Path, x_api_url: str, web_url: str, **overrides: str) -> dict[str, str]:
-    """A complete monitor environment in `tmp`: temp SQLite and logs, loopback X API and web.
+    """The tests' monitor environment in `tmp`, plus a scheduler heartbeat that never goes stale
+    (so the scheduler check is ok and restarts nothing). Unset settings keep their defaults."""
+    from tests.conftest import monitor_env
 
-    Unset settings keep the monitor's defaults (posting times, sweep interval, tier …).
-    """
-    (tmp / "data").mkdir(parents=True, exist_ok=True)
     heartbeat = tmp / "scheduler.heartbeat"
+    tmp.mkdir(parents=True, exist_ok=True)
     heartbeat.touch()
-    env = {
-        **fake_secrets(),
-        "ENV_FILE": str(tmp / "missing.env"),
-        "TWITTER_API_BASE_URL": x_api_url,
-        "DATABASE_URL": f"sqlite:///{tmp / 'data' / 'monitor.db'}",
-        "DATA_DIR": str(tmp / "data"),
-        "LOG_DIR": str(tmp / "logs"),
-        "DISK_PATHS": str(tmp),
-        "CONNECTIVITY_URLS": web_url,
-        "MONITOR_TIMEZONE": "UTC",
-        "CLEANUP_PATHS": f"{tmp / 'logs'}/*.log.[0-9]*",
-        # A heartbeat far from stale, so the scheduler check is ok and never restarts anything.
-        "SCHEDULER_HEARTBEAT_FILE": str(heartbeat),
-        "SCHEDULER_HEARTBEAT_MAX_AGE_SECONDS": str(10 * 365 * 86400),
-    }
-    env.update(overrides)
-    return env
+    return {**monitor_env(tmp, x_api_url, web_url), "SCHEDULER_HEARTBEAT_FILE": str(heartbeat),
+            "SCHEDULER_HEARTBEAT_MAX_AGE_SECONDS": str(10 * 365 * 86400), **overrides}
 
 
 def median(values: list[float]) -> float:

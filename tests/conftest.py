@@ -63,23 +63,28 @@ def x_api() -> Iterator[XApiDouble]:
         yield double
 
 
+def monitor_env(folder: Path, x_api_url: str, web_url: str) -> dict[str, str]:
+    """A complete monitor environment in `folder`: its own SQLite and logs, the fake credentials,
+    the loopback X API double and loopback "internet" (tests and benchmarks share it)."""
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    return {
+        **FAKE_SECRETS,
+        "ENV_FILE": str(folder / "missing.env"),
+        "TWITTER_API_BASE_URL": x_api_url,
+        "DATABASE_URL": f"sqlite:///{folder / 'data' / 'monitor.db'}",
+        "DATA_DIR": str(folder / "data"),
+        "LOG_DIR": str(folder / "logs"),
+        "DISK_PATHS": str(folder),
+        "CONNECTIVITY_URLS": web_url,
+        "MONITOR_TIMEZONE": "UTC",
+        "CLEANUP_PATHS": f"{folder / 'logs'}/*.log.[0-9]*",
+    }
+
+
 @pytest.fixture
 def env(tmp_path: Path, x_api: XApiDouble, web_ok: str) -> dict[str, str]:
     """A complete environment for one test: temp SQLite, temp logs, loopback X API and web."""
-    (tmp_path / "data").mkdir()
-    return {
-        **FAKE_SECRETS,
-        "ENV_FILE": str(tmp_path / "missing.env"),
-        "TWITTER_API_BASE_URL": x_api.base_url,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'monitor.db'}",
-        "DATA_DIR": str(tmp_path / "data"),
-        "LOG_DIR": str(tmp_path / "logs"),
-        "DISK_PATHS": str(tmp_path),
-        "CONNECTIVITY_URLS": web_ok,
-        "CHECK_TIMEOUT_SECONDS": "3",
-        "MONITOR_TIMEZONE": "UTC",
-        "CLEANUP_PATHS": f"{tmp_path / 'logs'}/*.log.[0-9]*",
-    }
+    return {**monitor_env(tmp_path, x_api.base_url, web_ok), "CHECK_TIMEOUT_SECONDS": "3"}
 
 
 @pytest.fixture
