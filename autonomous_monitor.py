@@ -16,13 +16,13 @@ from typing import Any
 
 from checks import CHECKS
 from checks.base import CheckFn, CheckResult, Status, run_checks
+from daemon.cli import args_run, args_status, cmd_run, cmd_status
 from notify.cli import args_notify_test, args_silence, cmd_notify_test, cmd_silence
 from notify.service import NotificationService
-from recovery import ROUTINES
+from recovery.playbook import ROUTINES
 from recovery.report import SweepReport
 from utils.config import EX_CONFIG, ConfigError, Settings, load_settings
 from utils.context import MonitorContext
-from utils.daemon_cli import args_run, args_status, cmd_run, cmd_status
 from utils.redact import redact, register_secrets
 
 logger = logging.getLogger("autonomiq")
@@ -65,7 +65,7 @@ class AutonomousMonitor:
             log("check %s: %s - %s (%.0f ms)", result.name, result.status.value, result.detail,
                 result.duration_ms)
         try:
-            from utils.history import save_results
+            from checks.history import save_results
 
             save_results(self.ctx.engine, results, trigger)
         except Exception as exc:

@@ -30,7 +30,7 @@ USERS_ME_TARGET = 3
 
 def day_plan(settings: Any) -> list[tuple[datetime, str]]:
     """(moment, job) for one day of the daemon's default schedule, in time order."""
-    from utils.scheduling import precheck_times
+    from daemon.scheduling import precheck_times
 
     events = [(DAY_START, "startup")]
     for at in precheck_times(settings.posting_times, settings.precheck_lead_minutes):
@@ -48,11 +48,11 @@ def day_plan(settings: Any) -> list[tuple[datetime, str]]:
 
 def simulate_day(fail_first_post: bool) -> dict[str, Any]:
     """Run one simulated day; the calls of the monitor and of the pipeline, counted apart."""
+    from autonomiq_ledger.posting import get_post, post, schedule_post
     from autonomous_monitor import AutonomousMonitor
     from tests.conftest import FixedClock
-    from tests.xapi_double import BODY_503, ME, TWEETS, Reply
+    from tests.support.xapi_double import BODY_503, ME, TWEETS, Reply
     from utils.config import load_settings
-    from utils.posting import get_post, post, schedule_post
     from utils.redact import register_secrets
 
     clock = FixedClock(DAY_START)
@@ -96,7 +96,7 @@ def simulate_day(fail_first_post: bool) -> dict[str, Any]:
 
 
 def measure(result: BenchResult) -> None:
-    from tests.xapi_double import ME, TWEETS
+    from tests.support.xapi_double import ME, TWEETS
 
     healthy = simulate_day(fail_first_post=False)
     failed = simulate_day(fail_first_post=True)

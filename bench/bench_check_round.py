@@ -26,7 +26,7 @@ SLACK_S = 0.5
 def measure(result: BenchResult) -> None:
     from checks import CHECKS
     from checks.base import run_checks
-    from tests.xapi_double import ME, Reply
+    from tests.support.xapi_double import ME, Reply
     from utils.config import load_settings
     from utils.context import MonitorContext
     from utils.redact import register_secrets

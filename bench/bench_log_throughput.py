@@ -2,7 +2,7 @@
 
 A pipeline log of 1 GB (50 MB with --quick) is generated: mostly INFO lines, some warnings, error
 lines carrying the error texts X, tweepy, requests, psycopg and the OS really print, and
-multi-line tracebacks. The monitor's reader and classifier (`utils.log_reader.scan_file`:
+multi-line tracebacks. The monitor's reader and classifier (`recovery.logs.reader.scan_file`:
 offsets, records, `recovery.classify`) go over it in a fresh child process, which reports MB/s,
 peak resident memory, the second pass over the unchanged file (offsets: near zero) and a pass
 after 1 MB was appended. Baselines in the same run: reading the file in 1 MiB chunks, and the
@@ -158,8 +158,8 @@ def _peak_mb() -> float:
 
 def child(mode: str, log: Path, db: Path) -> dict[str, Any]:
     """Run in a fresh interpreter so the peak resident memory belongs to this one job."""
+    from recovery.logs.reader import read_new_lines, scan_file
     from utils.db import init_db, make_engine
-    from utils.log_reader import read_new_lines, scan_file
 
     engine = make_engine(f"sqlite:///{db}")
     init_db(engine)

@@ -150,7 +150,7 @@ def bench_main(name: str, title: str, body: Callable[[BenchResult], None]) -> in
 
 def loopback_web() -> Any:
     """A 127.0.0.1 URL answering every GET with 204 (the tests' stand-in for the internet)."""
-    from tests.loopback_web import loopback_web as serve
+    from tests.support.loopback_web import loopback_web as serve
 
     return serve()
 
@@ -158,7 +158,7 @@ def loopback_web() -> Any:
 @contextmanager
 def x_double() -> Iterator[Any]:
     """The loopback X API double of the tests, valid for the fake credentials."""
-    from tests.xapi_double import XApiDouble
+    from tests.support.xapi_double import XApiDouble
 
     with XApiDouble(api_key=fake_secrets()["TWITTER_API_KEY"]) as double:
         yield double

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from checks.base import CheckFailed, CheckWarning, Passed
-from utils.http import describe_error
+from utils.http_client import describe_error
 
 if TYPE_CHECKING:
     from utils.context import MonitorContext

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckFailed, CheckUnknown, CheckWarning, Passed
 from utils.config import OAUTH1_VARIABLES
-from utils.http import describe_error
+from utils.http_client import describe_error
 from utils.redact import one_line
 from utils.state import get_state, put_state
 from utils.x_client import Budget, budget_from_headers, rate_headers

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from notify.messages import clock
 from notify.silence import active_silences, clear_silence, set_silence
-from recovery.classes import FailureClass
 from utils.config import parse_duration
+from utils.failure_classes import FailureClass
 from utils.redact import redact
 
 if TYPE_CHECKING:

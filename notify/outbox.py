@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from notify.channel_health import ChannelHealth
 from notify.channels import Channel, Sender
-from notify.health import ChannelHealth
 from utils.db import outbox
 from utils.redact import one_line, redact
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, select
 
 from checks.base import Status
+from checks.history import latest_results
 from notify import messages
 from notify.channels import LOG_CHANNEL, Sender, log_message, parse_channels
 from notify.incidents import IncidentBook, IncidentsUnrecorded, open_incidents
@@ -22,7 +23,6 @@ from notify.observe import from_checks, from_sweep
 from notify.outbox import Outbox
 from notify.silence import in_maintenance
 from utils.db import posts
-from utils.history import latest_results
 from utils.logging_setup import log_failure
 
 if TYPE_CHECKING:

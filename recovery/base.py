@@ -194,7 +194,7 @@ def requeue(ctx: MonitorContext, target: Target) -> str:
     failed attempt may have reached X, so a later duplicate answer counts as posted."""
     if target.post_id is None:
         return ""
-    from utils.posting import transition
+    from autonomiq_ledger.posting import transition
 
     status = (target.row or {}).get("status", "failed")
     done = transition(ctx.engine, target.post_id, status, "retry_scheduled", ctx.now(),

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from recovery.classes import FailureClass
 from recovery.error_patterns import (
     CODE_PATTERNS,
     ERROR_STATUS,
@@ -24,6 +23,7 @@ from recovery.error_patterns import (
     STATUS_PATTERNS,
     Rule,
 )
+from utils.failure_classes import FailureClass
 
 logger = logging.getLogger(__name__)
 

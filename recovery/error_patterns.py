@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from recovery.classes import FailureClass as F
+from utils.failure_classes import FailureClass as F
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
+from autonomiq_ledger.posting import get_post, row_problem
 from checks import CHECKS
 from checks.base import Status, run_checks
-from recovery import DUE_RETRY, MISSED_POST, PLAYBOOK, STUCK_POST
 from recovery.base import Target, run_routine
-from recovery.hold_for_usage_cap import active_hold
+from recovery.playbook import DUE_RETRY, MISSED_POST, PLAYBOOK, STUCK_POST
 from recovery.report import ActionRecord, Detection, SweepReport
+from recovery.routines.hold_for_usage_cap import active_hold
 from utils.db import posts
 from utils.logging_setup import log_failure
-from utils.posting import get_post, row_problem
 from utils.redact import one_line
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def _sweep_checks(ctx: MonitorContext, report: SweepReport) -> None:
     results = run_checks({name: CHECKS[name] for name in CHEAP_CHECKS}, ctx,
                          ctx.settings.check_timeout_seconds)
     try:
-        from utils.history import save_results
+        from checks.history import save_results
 
         save_results(ctx.engine, results, "sweep")
     except Exception as exc:  # the database check reports a broken database
@@ -179,7 +179,7 @@ def _sweep_logs(ctx: MonitorContext, report: SweepReport) -> None:
     """Classify new error lines of PIPELINE_LOG_FILES; the ledger is what gets repaired."""
     if not ctx.settings.pipeline_log_files:
         return
-    from utils.log_reader import scan_logs
+    from recovery.logs.reader import scan_logs
 
     for event in scan_logs(ctx):
         detail = (f"{event.count} line(s) like: {one_line(event.first_line, 240)}" if event.count

@@ -16,8 +16,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.loopback_web import loopback_web  # noqa: E402
-from tests.xapi_double import XApiDouble  # noqa: E402
+from tests.support.loopback_web import loopback_web  # noqa: E402
+from tests.support.xapi_double import XApiDouble  # noqa: E402
 from utils.config import load_settings  # noqa: E402
 from utils.context import MonitorContext  # noqa: E402
 from utils.redact import register_secrets  # noqa: E402

@@ -20,15 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, insert, select, text
 
-from recovery import cleanup_disk
+from autonomiq_ledger.posting import get_post, post, schedule_post
 from recovery.base import Target, run_routine
+from recovery.logs.reader import scan_file
+from recovery.routines import cleanup_disk
 from recovery.sweep import run_sweep, sweep_exit_code
 from tests.conftest import run_cli
-from tests.xapi_double import BODY_503, TWEETS, Reply
+from tests.support.xapi_double import BODY_503, TWEETS, Reply
 from utils.config import EX_CONFIG, ConfigError, Settings, load_settings
 from utils.db import init_db, log_offsets, make_engine, posts, utc_now
-from utils.log_reader import scan_file
-from utils.posting import get_post, post, schedule_post
 
 pytestmark = pytest.mark.fault
 

@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import FAKE_SECRETS, assert_no_secret, run_cli
-from tests.notify_receivers import running_webhook
-from tests.xapi_double import BODY_401, ME, Reply, XApiDouble
+from tests.support.notify_receivers import running_webhook
+from tests.support.xapi_double import BODY_401, ME, Reply, XApiDouble
 from utils.config import EX_CONFIG
 from utils.db import health_checks
 

@@ -19,7 +19,7 @@ import pytest
 from checks import internet, twitter_api
 from checks.base import Status, run_one
 from tests.conftest import assert_no_secret
-from tests.xapi_double import BODY_401, BODY_429, ME, Reply, XApiDouble
+from tests.support.xapi_double import BODY_401, BODY_429, ME, Reply, XApiDouble
 
 TIMEOUT_S = 1
 HTML = b"<html><body>Service temporarily unavailable</body></html>"

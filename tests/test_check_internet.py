@@ -18,7 +18,7 @@ import pytest
 from checks import internet
 from checks.base import Status, run_one
 from tests.conftest import ROOT
-from tests.xapi_double import XApiDouble
+from tests.support.xapi_double import XApiDouble
 
 
 def run(ctx: Any) -> Any:

@@ -11,7 +11,7 @@ import pytest
 from checks import twitter_api
 from checks.base import Status, run_one
 from tests.conftest import FAKE_SECRETS, assert_no_secret
-from tests.xapi_double import (
+from tests.support.xapi_double import (
     BODY_401,
     BODY_401_V1_89,
     BODY_402_CREDITS,

@@ -17,11 +17,10 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from recovery.classes import AMBIGUOUS, FailureClass
 from recovery.classify import Classification, classify, is_error_line
 from recovery.error_patterns import RULES
 from tests.conftest import FAKE_SECRETS, PG_ADMIN_URL
-from tests.xapi_double import (
+from tests.support.xapi_double import (
     BODY_400_TOO_LONG,
     BODY_401,
     BODY_401_V1_89,
@@ -36,6 +35,7 @@ from tests.xapi_double import (
     XApiDouble,
 )
 from utils.db import make_engine
+from utils.failure_classes import AMBIGUOUS, FailureClass
 from utils.x_client import build_client
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "error_corpus.json").read_text())

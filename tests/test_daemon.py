@@ -20,15 +20,15 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from autonomiq_ledger.posting import get_post, post, schedule_post
+from daemon.status_report import DAEMON_STATE_KEY
 from tests.conftest import ROOT, assert_no_secret, run_cli
-from tests.notify_receivers import running_path_recorder
-from tests.xapi_double import BODY_429, ME, TWEETS, Reply
+from tests.support.notify_receivers import running_path_recorder
+from tests.support.xapi_double import BODY_429, ME, TWEETS, Reply
 from utils.config import load_settings
 from utils.context import MonitorContext
 from utils.db import actions, health_checks
-from utils.posting import get_post, post, schedule_post
 from utils.state import get_state
-from utils.status_report import DAEMON_STATE_KEY
 
 pytestmark = pytest.mark.slow
 

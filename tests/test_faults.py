@@ -24,15 +24,16 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from autonomiq_ledger.posting import get_post, post, schedule_post
 from autonomous_monitor import AutonomousMonitor
 from checks import CHECKS
 from checks.base import CheckResult, Status
 from notify.incidents import open_incidents
-from recovery import ROUTINES
+from recovery.playbook import ROUTINES
 from recovery.report import SweepReport
 from recovery.sweep import sweep_exit_code
 from tests.conftest import FAKE_SECRETS, FixedClock, assert_no_secret
-from tests.faults_support import (
+from tests.support.faults import (
     DaemonProcess,
     OwnedPostgres,
     SwitchableXApi,
@@ -42,8 +43,8 @@ from tests.faults_support import (
     tmpfs,
     wait_for,
 )
-from tests.notify_receivers import PathRecorder, SmtpReceiver, WebhookReceiver, running_webhook
-from tests.xapi_double import (
+from tests.support.notify_receivers import PathRecorder, SmtpReceiver, WebhookReceiver, running_webhook
+from tests.support.xapi_double import (
     BODY_403_OAUTH1_PERMISSIONS,
     BODY_429,
     BODY_503,
@@ -55,7 +56,6 @@ from tests.xapi_double import (
 from utils.config import load_settings
 from utils.context import MonitorContext
 from utils.db import outbox
-from utils.posting import get_post, post, schedule_post
 from utils.redact import register_secrets
 
 pytestmark = pytest.mark.fault

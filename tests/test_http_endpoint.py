@@ -14,12 +14,12 @@ from sqlalchemy import insert
 
 from autonomous_monitor import AutonomousMonitor
 from checks import CHECKS
+from daemon.http_endpoint import start_http_endpoint
+from daemon.metrics import metrics_renderer
+from daemon.scheduling import JobStats
+from daemon.status_report import gather_status
 from utils.db import actions, posts
-from utils.http_endpoint import start_http_endpoint
-from utils.metrics import metrics_renderer
-from utils.scheduling import JobStats
 from utils.state import put_state
-from utils.status_report import gather_status
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from checks import disk_space, scheduler, twitter_api
 from notify.silence import set_silence
 from recovery.report import ActionRecord, Detection, SweepReport
 from tests.conftest import FAKE_SECRETS, assert_no_secret
-from tests.notify_receivers import SMTP_PASSWORD, running_smtp, running_webhook
-from tests.xapi_double import BODY_401, ME, Reply
+from tests.support.notify_receivers import SMTP_PASSWORD, running_smtp, running_webhook
+from tests.support.xapi_double import BODY_401, ME, Reply
 from utils.db import incidents
 
 webhook = pytest.fixture(running_webhook, name="webhook")

@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import update
 
+from recovery.logs.reader import LogEvent, read_new_lines, scan_file, scan_logs
 from tests.conftest import FAKE_SECRETS, assert_no_secret
 from utils.db import init_db, log_offsets, make_engine, utc_now
-from utils.log_reader import LogEvent, read_new_lines, scan_file, scan_logs
 
 SECRET = FAKE_SECRETS["TWITTER_API_SECRET"]
 NETWORK_LINE = ("2026-11-28 07:00:{:02d},001 ERROR pipeline.post: requests.exceptions.ConnectionError: "
@@ -188,7 +188,7 @@ def test_a_logged_traceback_is_one_record_classified_by_its_exception(ctx: Any, 
 
 def test_missing_file_is_reported_not_raised_and_warned_once(ctx: Any, log: Path,
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="utils.log_reader")
+    caplog.set_level(logging.WARNING, logger="recovery.logs.reader")
     first, second = scan_logs(ctx), scan_logs(ctx)
     missing = LogEvent(str(log), "unknown", 0, "cannot read log file: No such file or directory")
     assert first == second == [missing]

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import assert_no_secret, run_cli
-from tests.notify_receivers import SMTP_PASSWORD, free_port, running_smtp, running_webhook
+from tests.support.notify_receivers import SMTP_PASSWORD, free_port, running_smtp, running_webhook
 
 webhook = pytest.fixture(running_webhook, name="webhook")
 smtp = pytest.fixture(running_smtp, name="smtp")

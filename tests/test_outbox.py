@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from notify.channel_health import HEALTH_KEY
 from notify.channels import Sender, channel_id, parse_channels, with_timeouts
-from notify.health import HEALTH_KEY
 from notify.messages import BODY_MAX, TITLE_MAX, make
 from notify.service import NotificationService
-from tests.notify_receivers import free_port, running_webhook
+from tests.support.notify_receivers import free_port, running_webhook
 from utils.db import outbox
 from utils.state import get_state
 
@@ -61,7 +61,7 @@ def test_every_channel_failing_for_an_hour_is_logged_and_stored(
     webhook.down()
     start = clock()
     service.notify(make("alert", ["body"], "failure"))
-    with caplog.at_level(logging.ERROR, logger="notify.health"):
+    with caplog.at_level(logging.ERROR, logger="notify.channel_health"):
         for _ in range(8):
             clock.advance(minutes=9)
             service.outbox.deliver_due()

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
+from autonomiq_ledger.posting import get_post, post, schedule_post, transition
 from tests.conftest import assert_no_secret
-from tests.xapi_double import BODY_403_DUPLICATE, BODY_429, BODY_503, TWEETS, Reply
+from tests.support.xapi_double import BODY_403_DUPLICATE, BODY_429, BODY_503, TWEETS, Reply
 from utils.db import init_db, make_engine, utc_now
-from utils.posting import get_post, post, schedule_post, transition
 from utils.state import get_state
 
 

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from recovery import cleanup_disk
 from recovery.base import Target, run_routine
+from recovery.routines import cleanup_disk
 from utils.config import ConfigError, load_settings
 
 DISK = Target("check:disk_space", "disk", "low disk space: / 3% free")

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert
 
+from autonomiq_ledger.posting import get_post
 from recovery.credentials import OAUTH2_STATE_KEY, ROTATED_TOKEN_FILE
 from recovery.sweep import run_sweep
 from tests.conftest import FAKE_SECRETS, assert_no_secret
-from tests.test_sweep import failed_row
-from tests.xapi_double import (
+from tests.support.xapi_double import (
     BODY_401,
     BODY_402_CREDITS,
     BODY_403_OAUTH1_PERMISSIONS,
@@ -24,8 +24,8 @@ from tests.xapi_double import (
     TWEETS,
     Reply,
 )
+from tests.test_sweep import failed_row
 from utils.db import posts
-from utils.posting import get_post
 from utils.state import get_state
 
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from utils.scheduling import BoundedJob, DailyTrigger, JobStats, precheck_times, watch_job_events
+from daemon.scheduling import BoundedJob, DailyTrigger, JobStats, precheck_times, watch_job_events
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -146,5 +146,5 @@ def test_job_errors_misses_and_max_instances_are_logged_and_counted(
     assert seen["raises"]["errors"] == 1
     assert seen["late"]["missed"] == 1
     assert seen["busy"]["skipped"] >= 1
-    levels = Counter(r.levelname for r in caplog.records if r.name == "utils.scheduling")
+    levels = Counter(r.levelname for r in caplog.records if r.name == "daemon.scheduling")
     assert levels["ERROR"] >= 3

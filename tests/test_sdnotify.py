@@ -7,7 +7,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from utils.sdnotify import notify, status_line, watchdog_interval
+from daemon.sdnotify import notify, status_line, watchdog_interval
 
 
 def _receiver(address: str) -> socket.socket:

@@ -23,22 +23,22 @@ from sqlalchemy import MetaData, create_engine
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 
+from autonomiq_ledger.posting import post, schedule_post
+from daemon import http_endpoint
+from daemon.http_endpoint import Limits, start_http_endpoint
+from daemon.status_report import DAEMON_STATE_KEY
 from tests.conftest import FAKE_SECRETS, ROOT, run_cli
-from tests.notify_receivers import (
+from tests.support.notify_receivers import (
     SMTP_PASSWORD,
     free_port,
     running_path_recorder,
     running_smtp,
     running_webhook,
 )
-from tests.xapi_double import ME, TWEETS, Reply
-from utils import http_endpoint
+from tests.support.xapi_double import ME, TWEETS, Reply
 from utils.config import load_settings
 from utils.env_file import exposure
-from utils.http_endpoint import Limits, start_http_endpoint
-from utils.posting import post, schedule_post
 from utils.state import get_state
-from utils.status_report import DAEMON_STATE_KEY
 
 webhook = pytest.fixture(running_webhook, name="webhook")
 smtp = pytest.fixture(running_smtp, name="smtp")
@@ -342,7 +342,7 @@ def test_a_client_that_leaves_mid_request_leaves_no_traceback(endpoint: tuple[st
     time.sleep(0.3)
     assert _raw(endpoint, b"GET /healthz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200 ")
     assert "Traceback" not in capfd.readouterr().err
-    assert not [r for r in caplog.records if r.name == "utils.http_endpoint" and r.levelname == "ERROR"]
+    assert not [r for r in caplog.records if r.name == "daemon.http_endpoint" and r.levelname == "ERROR"]
 
 
 # --- configured URLs are never shown in full ------------------------------------------------

@@ -10,10 +10,10 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from daemon.status_report import DAEMON_STATE_KEY
 from tests.conftest import assert_no_secret, run_cli
 from utils.db import actions, incidents, posts
 from utils.state import put_state
-from utils.status_report import DAEMON_STATE_KEY
 
 STATUS_KEYS = {"generated_at", "timezone", "daemon", "jobs", "checks", "incidents", "actions", "retries",
                "posts_by_status", "actions_by_outcome", "x_api", "notifications", "errors", "warnings"}

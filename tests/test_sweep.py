@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
+from autonomiq_ledger.posting import get_post, post, schedule_post
 from recovery.sweep import run_sweep, sweep_exit_code
 from tests.conftest import assert_no_secret, run_cli
-from tests.xapi_double import BODY_403_DUPLICATE, BODY_429, BODY_503, TWEETS, Reply
+from tests.support.xapi_double import BODY_403_DUPLICATE, BODY_429, BODY_503, TWEETS, Reply
 from utils.db import actions, posts
-from utils.posting import get_post, post, schedule_post
 from utils.redact import redact
 
 
@@ -230,7 +230,7 @@ def test_a_row_stuck_in_posting_is_released_and_resolved_exactly_once(env, make_
 
 def test_monitor_registers_the_routines_and_hands_each_sweep_to_after_sweep(env, make_ctx):
     from autonomous_monitor import AutonomousMonitor
-    from recovery import ROUTINES
+    from recovery.playbook import ROUTINES
 
     seen = []
 

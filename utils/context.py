@@ -44,7 +44,7 @@ class MonitorContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        # A pipeline that builds a context for `utils.posting.post` gets the same redaction as
+        # A pipeline that builds a context for `autonomiq_ledger.posting.post` gets the same redaction as
         # the monitor: X error texts echoing a credential never reach `posts.last_error` whole.
         from utils.redact import register_secrets
 
@@ -70,7 +70,7 @@ class MonitorContext:
         """The shared HTTP session with default timeouts (not for the X API: see `x_client`)."""
         with self._lock:
             if self._session is None:
-                from utils.http import make_session
+                from utils.http_client import make_session
 
                 self._session = make_session(self.settings.check_timeout_seconds)
             return self._session

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from utils.http import make_session
+from utils.http_client import make_session
 
 if TYPE_CHECKING:
     import tweepy

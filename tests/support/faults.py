@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import ROOT
-from tests.xapi_double import XApiDouble, _Handler
+from tests.support.xapi_double import XApiDouble, _Handler
 from utils.db import actions, make_engine, posts
 
 

@@ -7,8 +7,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from autonomiq_ledger.posting import transition
 from recovery.base import FixOutcome, Routine, Target, backoff_delay, local_time
-from utils.posting import transition
 
 if TYPE_CHECKING:
     from utils.context import MonitorContext

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from checks.base import Status
-from utils.scheduling import JobStats
+from daemon.scheduling import JobStats
 
 JOB_COUNTERS = ("succeeded", "errors", "timeouts", "missed", "skipped")
 

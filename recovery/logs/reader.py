@@ -26,8 +26,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from recovery.classify import Classification, classify
+from recovery.logs.records import Record, error_records
 from utils.db import log_offsets
-from utils.log_records import Record, error_records
 from utils.redact import one_line
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ Pipeline usage::
 
     from utils.config import load_settings
     from utils.context import MonitorContext
-    from utils.posting import post, schedule_post
+    from autonomiq_ledger.posting import post, schedule_post
 
     ctx = MonitorContext(load_settings())
     post_id = schedule_post(ctx.engine, "Good morning!", scheduled_at=ctx.now())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from autonomiq_ledger.posting import post
 from recovery.base import FixOutcome, Routine, Target
-from recovery.hold_for_usage_cap import clear_hold
-from utils.posting import post
+from recovery.routines.hold_for_usage_cap import clear_hold
 from utils.redact import one_line
 
 if TYPE_CHECKING:

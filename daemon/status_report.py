@@ -80,7 +80,7 @@ def jobs_view(saved: Any) -> list[dict[str, Any]]:
 
 def checks_view(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     """The newest stored result of every check, with its age."""
-    from utils.history import latest_results
+    from checks.history import latest_results
 
     return [{"name": row["name"], "status": row["status"], "detail": row["detail"],
              "duration_ms": round(row["duration_ms"], 1), "trigger": row["trigger"],

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def cmd_run(monitor: AutonomousMonitor, args: argparse.Namespace) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT; 0 after a clean stop."""
-    from utils.daemon import run_daemon
+    from daemon.service import run_daemon
 
     return run_daemon(monitor)
 
@@ -26,8 +26,8 @@ def args_run(parser: argparse.ArgumentParser) -> None:
 
 def cmd_status(monitor: AutonomousMonitor, args: argparse.Namespace) -> int:
     """Print what the monitor is doing (from the database; the daemon need not run)."""
-    from utils.status_report import gather_status
-    from utils.status_text import render
+    from daemon.status_report import gather_status
+    from daemon.status_text import render
 
     report = gather_status(monitor.ctx)
     if args.json:

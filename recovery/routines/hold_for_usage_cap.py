@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from autonomiq_ledger.posting import transition
 from recovery.base import FixOutcome, Routine, Target, local_time
-from utils.posting import transition
 from utils.state import get_state, put_state
 
 if TYPE_CHECKING:

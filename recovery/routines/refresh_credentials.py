@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from autonomiq_ledger.posting import post, uses_oauth1
 from recovery.base import FixOutcome, Routine, Target
 from recovery.credentials import CREDENTIALS, fingerprint, oauth2_configured, refresh_oauth2, reread
 from utils.config import ConfigError
-from utils.posting import post, uses_oauth1
 from utils.redact import one_line
 from utils.state import get_state, put_state
 

@@ -25,11 +25,11 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from checks.base import Status
+from daemon.scheduling import BoundedJob, DailyTrigger, JobStats, precheck_times, watch_job_events
+from daemon.sdnotify import notify, status_line, watchdog_interval
+from daemon.status_report import DAEMON_STATE_KEY
 from utils.config import EX_CONFIG
-from utils.scheduling import BoundedJob, DailyTrigger, JobStats, precheck_times, watch_job_events
-from utils.sdnotify import notify, status_line, watchdog_interval
 from utils.state import put_state
-from utils.status_report import DAEMON_STATE_KEY
 
 if TYPE_CHECKING:
     from autonomous_monitor import AutonomousMonitor
@@ -165,9 +165,9 @@ class Daemon:
         """The /healthz + /metrics endpoint when MONITOR_HTTP_PORT is set (else None)."""
         if not self.settings.monitor_http_port:
             return None
-        from utils.http_endpoint import start_http_endpoint
-        from utils.metrics import metrics_renderer
-        from utils.status_report import gather_status
+        from daemon.http_endpoint import start_http_endpoint
+        from daemon.metrics import metrics_renderer
+        from daemon.status_report import gather_status
 
         return start_http_endpoint(self.settings.monitor_http_host, self.settings.monitor_http_port,
                                    self.alive, metrics_renderer(lambda: gather_status(self.ctx), self.stats))

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 NAME = "cleanup_disk"
 _MAGIC = re.compile(r"[*?\[]")
-CODE_DIR = Path(__file__).resolve().parent.parent  # the monitor's own files are never candidates
+CODE_DIR = Path(__file__).resolve().parents[2]  # the monitor's own files are never candidates
 failure_log = logging.getLogger(FAILURE_LOGGER)
 
 

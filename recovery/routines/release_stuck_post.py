@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from autonomiq_ledger.posting import transition
 from recovery.base import FixOutcome, Routine, Target
-from utils.posting import transition
 
 if TYPE_CHECKING:
     from utils.context import MonitorContext

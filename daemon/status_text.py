@@ -1,4 +1,4 @@
-"""The `status` report (from `utils.status_report.gather_status`) as text for a person."""
+"""The `status` report (from `daemon.status_report.gather_status`) as text for a person."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The post ledger a pipeline imports: post, schedule_post, PostStatus and its transitions."""

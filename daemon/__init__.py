@@ -1,0 +1,1 @@
+"""The daemon: service loop, jobs and triggers, systemd notify, HTTP endpoint, metrics, status."""

@@ -1,0 +1,1 @@
+"""Recovery routines, one per file; `recovery.playbook` lists them."""
