@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Autonomiq Monitor: health checks, failure recovery and alerts for an X posting pipeline.
 
-This file is the composition root and the command line: it loads settings, builds the checks
-(and, in later layers, fixers and channels), and hands each subcommand to plain functions.
+This file is the composition root and the command line: it loads settings, builds the registry
+of checks and fixers and the notification channels, and hands each subcommand to plain functions.
 """
 
 from __future__ import annotations
@@ -11,49 +11,68 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime
 
 from checks import CHECKS
 from checks.base import CheckFn, CheckResult, Status, run_checks
 from daemon.cli import args_run, args_status, cmd_run, cmd_status
 from notify.cli import args_notify_test, args_silence, cmd_notify_test, cmd_silence
 from notify.service import NotificationService
+from recovery.base import Routine
 from recovery.playbook import ROUTINES
+from recovery.registry import Registry
 from recovery.report import SweepReport
 from utils.config import EX_CONFIG, ConfigError, Settings, load_settings
 from utils.context import MonitorContext
+from utils.db import utc_now
 from utils.redact import redact, register_secrets
 
 logger = logging.getLogger("autonomiq")
 
 
 class AutonomousMonitor:
-    """Holds the registered checks and fixers and runs them against one context."""
+    """The registry of checks and fixers, and what runs them against one context: health rounds,
+    sweeps (and their fix verification) and the daemon all use what is registered here."""
 
     def __init__(self, ctx: MonitorContext) -> None:
         self.ctx = ctx
-        self.checks: dict[str, CheckFn] = {}
-        self.fixers: dict[str, Callable[..., Any]] = {}
+        self.registry = Registry()
         self.notifications = NotificationService(ctx)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AutonomousMonitor:
-        """A monitor with every built-in check registered."""
-        monitor = cls(MonitorContext(settings))
+    def from_settings(cls, settings: Settings, clock: Callable[[], datetime] | None = None
+                      ) -> AutonomousMonitor:
+        """A monitor on `settings` (and `clock`, the real one when None) with every built-in
+        check and fixer registered."""
+        monitor = cls(MonitorContext(settings, clock=clock or utc_now))
         for name, check in CHECKS.items():
             monitor.register_check(name, check)
         for name, routine in ROUTINES.items():
             monitor.register_fixer(name, routine)
         return monitor
 
-    def register_check(self, name: str, check: CheckFn) -> None:
-        """Add (or replace) the check run under `name`."""
-        self.checks[name] = check
+    @property
+    def checks(self) -> dict[str, CheckFn]:
+        """The registered checks by name, in registration order."""
+        return self.registry.checks
 
-    def register_fixer(self, name: str, fixer: Callable[..., Any]) -> None:
-        """Add (or replace) the recovery routine run under `name`."""
-        self.fixers[name] = fixer
+    @property
+    def fixers(self) -> dict[str, Routine]:
+        """The registered fixers (recovery routines) by name."""
+        return self.registry.fixers
+
+    def register_check(self, name: str, check: CheckFn) -> None:
+        """Add (or replace) the check run under `name`; a plain function runs in health rounds,
+        a `Check(..., every_sweep=True)` on every sweep too."""
+        self.registry.add_check(name, check)
+
+    def register_fixer(self, name: str, fixer: Routine, failure_classes: Iterable[str] = ()) -> None:
+        """Add (or replace) the fixer run under `name`: it replaces the playbook's routine of
+        that name, and also runs for each of `failure_classes`."""
+        self.registry.add_fixer(fixer if fixer.name == name else replace(fixer, name=name),
+                                failure_classes)
 
     def run_health_round(self, trigger: str = "manual",
                          names: list[str] | None = None) -> list[CheckResult]:
@@ -77,7 +96,7 @@ class AutonomousMonitor:
         """One pipeline sweep (checks, ledger, logs → recovery); logged and handed to after_sweep."""
         from recovery.sweep import run_sweep
 
-        report = run_sweep(self.ctx)
+        report = run_sweep(self.ctx, self.registry)
         logger.info("sweep: %s", report.summary())
         self.after_sweep(report)
         return report

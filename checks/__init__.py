@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from checks import database, disk_space, internet, scheduler, twitter_api
-from checks.base import CheckFn
+from checks.base import Check
 
-CHECKS: dict[str, CheckFn] = {
-    twitter_api.NAME: twitter_api.check,
-    database.NAME: database.check,
-    internet.NAME: internet.check,
-    disk_space.NAME: disk_space.check,
-    scheduler.NAME: scheduler.check,
-}
+CHECKS: dict[str, Check] = {check.name: check for check in (
+    Check(twitter_api.NAME, twitter_api.check, spends_x_budget=True),
+    Check(database.NAME, database.check, every_sweep=True),
+    Check(internet.NAME, internet.check),
+    Check(disk_space.NAME, disk_space.check, every_sweep=True),
+    Check(scheduler.NAME, scheduler.check, every_sweep=True),
+)}

@@ -106,6 +106,20 @@ class CheckResult:
 CheckFn = Callable[["MonitorContext"], Passed]
 
 
+@dataclass(frozen=True)
+class Check:
+    """A check as registered: its function and what scheduling it needs to know. Callable like
+    the function, so a plain function can be registered in its place."""
+
+    name: str
+    run: CheckFn
+    every_sweep: bool = False      # cheap and free: runs on every sweep, not only pre-posting
+    spends_x_budget: bool = False  # each run costs X API requests
+
+    def __call__(self, ctx: MonitorContext) -> Passed:
+        return self.run(ctx)
+
+
 def run_one(name: str, check: CheckFn, ctx: MonitorContext) -> CheckResult:
     """Run one check in this thread; any exception becomes a result, never propagates."""
     started = time.perf_counter()

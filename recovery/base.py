@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from utils.logging_setup import FAILURE_LOGGER
 from utils.redact import one_line, redact
 
 if TYPE_CHECKING:
-    from checks.base import CheckResult
+    from checks.base import CheckFn, CheckResult
     from utils.context import MonitorContext
 
 logger = logging.getLogger(__name__)
@@ -84,8 +84,10 @@ class Routine:
         return run_routine(ctx, self, target)
 
 
-def run_routine(ctx: MonitorContext, routine: Routine, target: Target) -> ActionRecord:
-    """Run `routine` on `target` behind the breaker and DRY_RUN, verify, record; never raises."""
+def run_routine(ctx: MonitorContext, routine: Routine, target: Target,
+                checks: Mapping[str, CheckFn] | None = None) -> ActionRecord:
+    """Run `routine` on `target` behind the breaker and DRY_RUN, verify with `checks` (the
+    built-in ones when None), record; never raises."""
     started_at = ctx.now()
     started = time.perf_counter()
     runs = recent_runs(ctx, routine.name, target.name)
@@ -103,7 +105,7 @@ def run_routine(ctx: MonitorContext, routine: Routine, target: Target) -> Action
     else:
         outcome = _safe_fix(ctx, routine, target)
         if outcome.outcome == "fixed" and routine.verify_check:
-            outcome, verified = _verify(ctx, routine, outcome)
+            outcome, verified = _verify(ctx, routine, outcome, checks)
     record = ActionRecord(routine.name, target.name, outcome.outcome, one_line(outcome.detail, 1000),
                           target.failure_class, verified, outcome.needs_human,
                           round((time.perf_counter() - started) * 1000, 1), target.post_id)
@@ -142,14 +144,15 @@ def _safe_fix(ctx: MonitorContext, routine: Routine, target: Target) -> FixOutco
         return FixOutcome("failed", f"{routine.name} raised {type(exc).__name__}: {exc}")
 
 
-def _verify(ctx: MonitorContext, routine: Routine, outcome: FixOutcome) -> tuple[FixOutcome, bool]:
+def _verify(ctx: MonitorContext, routine: Routine, outcome: FixOutcome,
+            checks: Mapping[str, CheckFn] | None) -> tuple[FixOutcome, bool]:
     """Re-run the check that proves the fix (polling up to `settle_s`); a failing check is
     reported as unverified and handed to a human."""
-    result = run_check(ctx, routine.verify_check or "")
+    result = run_check(ctx, routine.verify_check or "", checks)
     deadline = time.monotonic() + routine.settle_s
     while not _passes(result) and time.monotonic() < deadline:
         time.sleep(0.25)
-        result = run_check(ctx, routine.verify_check or "")
+        result = run_check(ctx, routine.verify_check or "", checks)
     if _passes(result):
         return replace(outcome, detail=f"{outcome.detail}; verified: {result.detail}"), True
     return replace(outcome, outcome="unverified", needs_human=True,
@@ -157,12 +160,15 @@ def _verify(ctx: MonitorContext, routine: Routine, outcome: FixOutcome) -> tuple
                           f"{result.status.value}: {result.detail}"), False
 
 
-def run_check(ctx: MonitorContext, name: str) -> CheckResult:
-    """Run one built-in check now, in this thread."""
-    from checks import CHECKS
+def run_check(ctx: MonitorContext, name: str, checks: Mapping[str, CheckFn] | None = None) -> CheckResult:
+    """Run the check `name` of `checks` (the built-in ones when None) now, in this thread."""
     from checks.base import run_one
 
-    return run_one(name, CHECKS[name], ctx)
+    if checks is None:
+        from checks import CHECKS
+
+        checks = CHECKS
+    return run_one(name, checks[name], ctx)
 
 
 def _passes(result: CheckResult) -> bool:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from recovery.registry import Registry
 
 Source = Literal["ledger", "log", "check"]
 
@@ -50,6 +53,8 @@ class SweepReport:
     detected: list[Detection] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # parts of the sweep that could not run
+    # What the sweep ran from (not part of the result: never serialised or compared).
+    registry: Registry | None = field(default=None, repr=False, compare=False)
 
     @property
     def healthy(self) -> bool:

@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 
 from autonomiq_ledger.posting import get_post, row_problem
-from checks import CHECKS
 from checks.base import Status, run_checks
-from recovery.base import Target, run_routine
-from recovery.playbook import DUE_RETRY, MISSED_POST, PLAYBOOK, STUCK_POST
+from recovery.base import Routine, Target, run_routine
+from recovery.registry import Registry
 from recovery.report import ActionRecord, Detection, SweepReport
 from recovery.routines.hold_for_usage_cap import active_hold
 from utils.db import posts
@@ -33,14 +32,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CHEAP_CHECKS = ("database", "disk_space", "scheduler")  # none of them spends X API budget
 BATCH = 100               # rows of each kind handled per sweep; the rest wait for the next one
 FOLLOW_UPS = 1            # a retry that fails again is classified and routed once more, same sweep
 
 
-def run_sweep(ctx: MonitorContext) -> SweepReport:
-    """Run one sweep and return everything it detected and did."""
-    report = SweepReport()
+def run_sweep(ctx: MonitorContext, registry: Registry | None = None) -> SweepReport:
+    """Run one sweep with `registry`'s checks and fixers (the built-in ones when None) and return
+    everything it detected and did."""
+    report = SweepReport(registry=registry or Registry.built_in())
     for name, part in (("checks", _sweep_checks), ("ledger", _sweep_ledger), ("logs", _sweep_logs)):
         try:
             part(ctx, report)
@@ -53,8 +52,7 @@ def run_sweep(ctx: MonitorContext) -> SweepReport:
 # --- checks ------------------------------------------------------------------------------------
 
 def _sweep_checks(ctx: MonitorContext, report: SweepReport) -> None:
-    results = run_checks({name: CHECKS[name] for name in CHEAP_CHECKS}, ctx,
-                         ctx.settings.check_timeout_seconds)
+    results = run_checks(report.registry.sweep_checks(), ctx, ctx.settings.check_timeout_seconds)
     try:
         from checks.history import save_results
 
@@ -70,8 +68,8 @@ def _sweep_checks(ctx: MonitorContext, report: SweepReport) -> None:
             continue
         target = Target(f"check:{result.name}", failure_class, result.detail)
         report.detected.append(Detection("check", failure_class, result.detail, target.name))
-        for routine in PLAYBOOK.get(failure_class, ()):
-            report.actions.append(run_routine(ctx, routine, target))
+        for routine in report.registry.routines_for(failure_class):
+            report.actions.append(_run(ctx, report, routine, target))
 
 
 # --- ledger ------------------------------------------------------------------------------------
@@ -134,8 +132,19 @@ def _handle_failed(ctx: MonitorContext, row: dict[str, Any], report: SweepReport
     failure_class = _classified(ctx, row)
     detail = one_line(row.get("last_error") or "no error recorded", 300)
     report.detected.append(Detection("ledger", failure_class, detail, f"post:{row['id']}", row["id"]))
-    for routine in PLAYBOOK.get(failure_class, ()):
-        _act(ctx, report, run_routine(ctx, routine, Target.for_row(row, failure_class)), depth)
+    for routine in report.registry.routines_for(failure_class):
+        _act(ctx, report, _run(ctx, report, routine, Target.for_row(row, failure_class)), depth)
+
+
+def _run(ctx: MonitorContext, report: SweepReport, routine: Routine | str,
+         target: Target) -> ActionRecord:
+    """Run a registered routine (given, or by name) through the guard, verifying with the
+    registry's checks; one that is not registered is reported as skipped."""
+    found = report.registry.routine(routine) if isinstance(routine, str) else routine
+    if found is None:
+        return ActionRecord(str(routine), target.name, "skipped", "not registered", target.failure_class,
+                            None, False, 0.0, target.post_id)
+    return run_routine(ctx, found, target, report.registry.checks)
 
 
 def _act(ctx: MonitorContext, report: SweepReport, record: ActionRecord, depth: int) -> None:
@@ -153,7 +162,7 @@ def _handle_due(ctx: MonitorContext, row: dict[str, Any], report: SweepReport) -
     if hold is not None:  # one probe per hold: every post would hit the same cap
         return
     target = Target.for_row(row, row.get("failure_class") or "retry")
-    _act(ctx, report, run_routine(ctx, DUE_RETRY, target), 0)
+    _act(ctx, report, _run(ctx, report, "retry_due_post", target), 0)
 
 
 def _handle_stuck(ctx: MonitorContext, row: dict[str, Any], report: SweepReport) -> None:
@@ -161,7 +170,7 @@ def _handle_stuck(ctx: MonitorContext, row: dict[str, Any], report: SweepReport)
               "(the poster crashed or hung); it may have reached X")
     report.detected.append(Detection("ledger", "timeout", detail, f"post:{row['id']}", row["id"]))
     target = Target(f"post:{row['id']}", "timeout", detail, row["id"], row)
-    _act(ctx, report, run_routine(ctx, STUCK_POST, target), 0)
+    _act(ctx, report, _run(ctx, report, "release_stuck_post", target), 0)
 
 
 def _handle_missed(ctx: MonitorContext, row: dict[str, Any], report: SweepReport) -> None:
@@ -170,7 +179,7 @@ def _handle_missed(ctx: MonitorContext, row: dict[str, Any], report: SweepReport
               f"{late.total_seconds() / 60:.0f} min later: the pipeline's scheduler missed it")
     report.detected.append(Detection("ledger", "scheduler", detail, f"post:{row['id']}", row["id"]))
     target = Target(f"post:{row['id']}", "scheduler", detail, row["id"], row)
-    _act(ctx, report, run_routine(ctx, MISSED_POST, target), 0)
+    _act(ctx, report, _run(ctx, report, "post_missed", target), 0)
 
 
 # --- logs --------------------------------------------------------------------------------------

@@ -26,10 +26,8 @@ from sqlalchemy import select
 
 from autonomiq_ledger.posting import get_post, post, schedule_post
 from autonomous_monitor import AutonomousMonitor
-from checks import CHECKS
 from checks.base import CheckResult, Status
 from notify.incidents import open_incidents
-from recovery.playbook import ROUTINES
 from recovery.report import SweepReport
 from recovery.sweep import sweep_exit_code
 from tests.conftest import FAKE_SECRETS, FixedClock, assert_no_secret
@@ -56,7 +54,6 @@ from tests.support.xapi_double import (
 from utils.config import load_settings
 from utils.context import MonitorContext
 from utils.db import outbox
-from utils.redact import register_secrets
 
 pytestmark = pytest.mark.fault
 
@@ -68,17 +65,11 @@ SWEEP = timedelta(minutes=30)  # the default SWEEP_INTERVAL: the clock moves by 
 
 @pytest.fixture
 def monitors() -> Iterator[Callable[..., AutonomousMonitor]]:
-    """Build monitors wired like `AutonomousMonitor.from_settings`, but on a given clock."""
+    """Build monitors with `AutonomousMonitor.from_settings` on a given clock."""
     made: list[AutonomousMonitor] = []
 
     def build(environ: dict[str, str], clock: FixedClock) -> AutonomousMonitor:
-        settings = load_settings(environ)
-        register_secrets(settings.secret_values)
-        monitor = AutonomousMonitor(MonitorContext(settings, clock=clock))
-        for name, check in CHECKS.items():
-            monitor.register_check(name, check)
-        for name, routine in ROUTINES.items():
-            monitor.register_fixer(name, routine)
+        monitor = AutonomousMonitor.from_settings(load_settings(environ), clock=clock)
         made.append(monitor)
         return monitor
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from autonomous_monitor import AutonomousMonitor
-from checks import disk_space, scheduler, twitter_api
+from checks import CHECKS, disk_space, scheduler, twitter_api
 from notify.silence import set_silence
 from recovery.report import ActionRecord, Detection, SweepReport
 from tests.conftest import FAKE_SECRETS, assert_no_secret
@@ -30,7 +30,7 @@ def rig(env: dict[str, str], webhook: Any, smtp: Any, make_ctx: Any) -> Any:
     def build(*checks: Any, **overrides: Any) -> AutonomousMonitor:
         monitor = AutonomousMonitor(make_ctx(environ, **overrides))
         for module in checks or (disk_space,):
-            monitor.register_check(module.NAME, module.check)
+            monitor.register_check(module.NAME, CHECKS[module.NAME])
         return monitor
 
     return build
@@ -272,7 +272,7 @@ def test_incidents_and_outbox_work_on_server_databases(backend: str, request: An
                                                        webhook: Any, make_ctx: Any, clock: Any) -> None:
     url = request.getfixturevalue(backend)
     monitor = AutonomousMonitor(make_ctx({**env, "DATABASE_URL": url, "NOTIFY_URLS": webhook.url}))
-    monitor.register_check(disk_space.NAME, disk_space.check)
+    monitor.register_check(disk_space.NAME, CHECKS[disk_space.NAME])
     webhook.down()
     rounds(monitor, clock, "critical", 3)  # the alert is queued at 07:30, the receiver refuses
     webhook.up()
