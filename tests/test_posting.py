@@ -48,6 +48,7 @@ def test_failure_keeps_error_text_and_rate_headers(env, make_ctx, x_api):
     assert_no_secret(row["last_error"], row["last_error_headers"])
 
 
+@pytest.mark.slow
 def test_server_error_and_read_timeout_are_ambiguous(env, make_ctx, x_api):
     ctx = make_ctx({**env, "CHECK_TIMEOUT_SECONDS": "1"})
     x_api.script(TWEETS, Reply(503, BODY_503), Reply(mode="post_then_hang"))
@@ -83,11 +84,13 @@ def test_only_claimable_and_due_rows_are_posted(env, make_ctx, x_api):
     assert post(ctx, done).status == "posted"
     assert post(ctx, done).status == "not_claimed"
     later = schedule_post(ctx.engine, "later", ctx.now())
-    assert transition(ctx.engine, later, "scheduled", "retry_scheduled", ctx.now(),
+    x_api.script(TWEETS, Reply(503, BODY_503))
+    assert post(ctx, later).status == "failed"
+    assert transition(ctx.engine, later, "failed", "retry_scheduled", ctx.now(),
                       next_attempt_at=ctx.now() + timedelta(minutes=5))
     assert post(ctx, later).status == "not_claimed"
     assert post(ctx, later, now=ctx.now() + timedelta(minutes=6)).status == "posted"
-    assert x_api.calls[TWEETS] == 2
+    assert x_api.calls[TWEETS] == 3
 
 
 def test_bad_rows_are_refused_without_an_api_call(env, make_ctx, x_api):
@@ -111,6 +114,7 @@ def test_engine_and_client_form_for_pipelines(env, make_ctx, x_api):
     engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_racing_posters_post_a_row_once(backend, env, make_ctx, x_api, request):
     url = request.getfixturevalue("postgres_url") if backend == "postgres" else env["DATABASE_URL"]
@@ -138,7 +142,7 @@ def test_a_pipeline_with_its_own_engine_and_client_never_stores_its_token(tmp_pa
     from utils.x_client import build_client
 
     token = "1234-PIPELINEownTOKENnotRegisteredElsewhere42"
-    settings = load_settings({"ENV_FILE": str(tmp_path / "none"), "TWITTER_API_KEY": "pipeline-key-1",
+    settings = load_settings({"ENV_FILE": "/dev/null", "TWITTER_API_KEY": "pipeline-key-1",
                               "TWITTER_API_SECRET": "pipeline-secret-1", "TWITTER_ACCESS_TOKEN": token,
                               "TWITTER_ACCESS_TOKEN_SECRET": "pipeline-tsecret-1",
                               "TWITTER_API_BASE_URL": x_api.base_url})
@@ -165,3 +169,152 @@ def test_a_pipeline_client_with_tweepy_default_responses_records_the_tweet_id(en
     result = post(ctx.engine, post_id, client=client, now=ctx.now())
     assert result.status == "posted" and result.tweet_id == x_api.tweets[0]["id"]
     assert x_api.calls[TWEETS] == 1 and get_post(ctx.engine, post_id)["tweet_id"] == result.tweet_id
+
+
+# --- one state machine, optimistic concurrency, the pipeline-facing package (issue 10) --------
+
+def test_the_state_machine_covers_every_status_and_refuses_other_moves(env, make_ctx, x_api):
+    from autonomiq_ledger import TRANSITIONS, IllegalTransition, PostStatus, allowed
+    contract = ("scheduled", "posting", "posted", "failed", "retry_scheduled", "gave_up", "skipped")
+    assert set(TRANSITIONS) == set(PostStatus) and tuple(PostStatus) == contract  # README's list
+    assert not any(TRANSITIONS[s] for s in ("posted", "gave_up", "skipped"))  # terminal
+    assert allowed("posting", "posted") and not allowed("posted", "retry_scheduled")
+    ctx = make_ctx(env)
+    done = schedule_post(ctx.engine, "terminal", ctx.now())
+    assert post(ctx, done).status == "posted"
+    before = get_post(ctx.engine, done)
+    for bad in (("posted", "retry_scheduled"), ("scheduled", "posted"), ("posting", "skipped")):
+        with pytest.raises(IllegalTransition):
+            transition(ctx.engine, done, *bad, ctx.now())
+    assert get_post(ctx.engine, done) == before
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+def test_transition_moves_a_row_only_while_it_is_as_it_was_read(backend, env, make_ctx, x_api, request):
+    from sqlalchemy import update
+
+    from utils.db import posts
+
+    url = env["DATABASE_URL"] if backend == "sqlite" else request.getfixturevalue(f"{backend}_url")
+    ctx = make_ctx({**env, "DATABASE_URL": url})
+    x_api.script(TWEETS, Reply(503, BODY_503))
+    post_id = schedule_post(ctx.engine, "read then moved", ctx.now())
+    post(ctx, post_id)
+    for change in ({"updated_at": ctx.now() + timedelta(seconds=1)}, {"attempts": 7}):
+        seen = get_post(ctx.engine, post_id)
+        with ctx.engine.begin() as conn:  # the pipeline touches it; the status stays `failed`
+            conn.execute(update(posts).where(posts.c.id == post_id).values(**change))
+        assert not transition(ctx.engine, post_id, "failed", "gave_up", ctx.now(), expect=seen)
+        assert get_post(ctx.engine, post_id)["status"] == "failed"
+    with ctx.engine.begin() as conn:  # NULL-safe: a pipeline row with no updated_at or attempts
+        conn.execute(update(posts).where(posts.c.id == post_id).values(updated_at=None))
+    seen = get_post(ctx.engine, post_id)
+    assert transition(ctx.engine, post_id, "failed", "retry_scheduled", ctx.now(), expect=seen,
+                      next_attempt_at=ctx.now())
+
+
+def test_a_pipeline_timestamp_in_its_own_form_still_matches_its_read(env, make_ctx, x_api):
+    from sqlalchemy import text
+
+    ctx = make_ctx(env)
+    with ctx.engine.begin() as conn:
+        for stamp in ("'2026-11-28T06:59:00Z'", "1795849140", "'2026-11-28 08:59:00+02:00'"):
+            conn.execute(text("INSERT INTO posts (text, status, attempts, updated_at, last_error) "
+                              f"VALUES ('stamp ' || {stamp}, 'failed', 1, {stamp}, '503')"))
+    for post_id in (1, 2, 3):
+        seen = get_post(ctx.engine, post_id)
+        assert transition(ctx.engine, post_id, "failed", "gave_up", ctx.now(), expect=seen), seen
+
+
+def _answer_after_the_row_changes(x_api, change) -> threading.Thread:
+    """X answers 201 a second late; meanwhile another process changes the row (`change`)."""
+    x_api.script(TWEETS, Reply(201, {"data": {"id": "1861111111111111111", "text": "slow"}},
+                               mode="hang", delay=1.0))
+
+    def meanwhile():
+        while not x_api.calls[TWEETS]:
+            threading.Event().wait(0.01)
+        change()
+
+    thread = threading.Thread(target=meanwhile)
+    thread.start()
+    return thread
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moved_to", ["failed", "posting"])
+def test_the_outcome_update_reports_a_row_that_changed_under_the_call(moved_to, env, make_ctx, x_api):
+    from sqlalchemy import update
+
+    from utils.db import posts
+
+    ctx = make_ctx(env)
+    post_id = schedule_post(ctx.engine, "slow", ctx.now())
+
+    def change():  # released as stuck (failed), or released and claimed again (posting)
+        with ctx.engine.begin() as conn:
+            conn.execute(update(posts).where(posts.c.id == post_id).values(
+                status=moved_to, attempts=2, updated_at=ctx.now() + timedelta(seconds=5)))
+
+    thread = _answer_after_the_row_changes(x_api, change)
+    result = post(ctx, post_id)
+    thread.join(10)
+    row = get_post(ctx.engine, post_id)
+    assert result.status == "posted" and result.conflict and "changed during the call" in result.conflict
+    if moved_to == "failed":  # only waiting for a retry: the tweet id is recorded, nothing reposts
+        assert row["status"] == "posted" and row["tweet_id"] == "1861111111111111111"
+    else:  # someone else holds it: left to them (their duplicate answer will say posted)
+        assert row["status"] == "posting" and row["attempts"] == 2 and "left as it is" in result.conflict
+
+
+PIPELINE_SCRIPT = '''
+import json, sys
+import utils                      # the pipeline's own package, first on sys.path
+assert utils.WHO == "pipeline", utils
+import tweepy, requests
+from sqlalchemy import create_engine, text
+from autonomiq_ledger import (CLAIMABLE, TRANSITIONS, IllegalTransition, PostResult, PostStatus,
+                              post, schedule_post)
+from datetime import datetime, timezone
+
+class ToDouble(requests.adapters.HTTPAdapter):
+    def send(self, request, **kwargs):
+        request.url = request.url.replace("https://api.twitter.com", sys.argv[2])
+        kwargs["timeout"] = 5
+        return super().send(request, **kwargs)
+
+client = tweepy.Client(consumer_key="test-consumer-key", consumer_secret="s",
+                       access_token="pipeline-token", access_token_secret="s")
+client.session.mount("https://api.twitter.com", ToDouble())
+engine = create_engine(sys.argv[1])
+post_id = schedule_post(engine, "from a pipeline with its own utils", datetime.now(timezone.utc))
+result = post(engine, post_id, client=client)
+assert isinstance(result, PostResult) and result.status == PostStatus.POSTED, result
+with engine.connect() as conn:
+    status = conn.execute(text("SELECT status FROM posts WHERE id = :i"), {"i": post_id}).scalar()
+print(json.dumps({"status": status, "utils": utils.WHO, "tweet": result.tweet_id,
+                  "transitions": len(TRANSITIONS), "shadowed": "utils.db" in sys.modules}))
+'''
+
+
+@pytest.mark.slow
+def test_the_package_works_in_a_pipeline_that_has_its_own_utils(tmp_path, env, make_ctx, x_api):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    assert make_ctx(env).engine is not None  # the monitor creates the schema
+    pipeline = tmp_path / "pipeline"
+    (pipeline / "utils").mkdir(parents=True)
+    (pipeline / "utils" / "__init__.py").write_text('WHO = "pipeline"\n')
+    (pipeline / "utils" / "db.py").write_text('raise ImportError("the pipeline\'s own utils.db")\n')
+    (pipeline / "main.py").write_text(PIPELINE_SCRIPT)
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, str(pipeline / "main.py"), env["DATABASE_URL"], x_api.base_url],
+                         cwd=pipeline, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{pipeline}:{root}"},
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out == {"status": "posted", "utils": "pipeline", "tweet": x_api.tweets[0]["id"],
+                   "transitions": 7, "shadowed": False}

@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
-from utils.db import monitor_state
+from .db import monitor_state  # relative: see autonomiq_ledger/_leaves.py
 
 
 def get_state(engine: Engine, key: str) -> Any | None:
@@ -38,3 +39,10 @@ def put_state(engine: Engine, key: str, value: Any, now: datetime) -> None:
         except IntegrityError:  # another process inserted it first
             conn.execute(update(monitor_state).where(monitor_state.c.key == key)
                          .values(value=text, updated_at=now))
+
+
+def prefix_range(prefix: str) -> ColumnElement[bool]:
+    """`key` starts with `prefix`, as a range of the primary key (LIKE cannot use it on SQLite,
+    where it ignores case, nor on PostgreSQL outside the C collation)."""
+    key = monitor_state.c.key
+    return (key >= prefix) & (key < prefix[:-1] + chr(ord(prefix[-1]) + 1))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from utils.http_client import make_session
+from .http_client import make_session  # relative: see autonomiq_ledger/_leaves.py
 
 if TYPE_CHECKING:
     import tweepy
