@@ -63,10 +63,13 @@ put_file() {
     chmod "$mode" "$target"
 }
 
+# A setting of .env as the monitor reads it (its own reader: quotes and "# comments" mean the
+# same here as for the daemon, which reads .env itself; the unit has no EnvironmentFile=).
 env_value() {
     local name="$1"
     [[ -f "$INSTALL_DIR/.env" ]] || return 0
-    sed -n "s/^[[:space:]]*${name}[[:space:]]*=[[:space:]]*//p" "$INSTALL_DIR/.env" | tail -n 1 | tr -d "\"'"
+    (cd "$INSTALL_DIR" && PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m utils.env_file .env "$name") ||
+        die "cannot read $name from $INSTALL_DIR/.env with $INSTALL_DIR/.venv/bin/python"
 }
 
 install_service() {
@@ -96,6 +99,7 @@ install_service() {
     run systemctl enable "$UNIT_NAME"
     say "installed. Start it:  sudo systemctl start ${UNIT_NAME%.service}"
     say "watch it:            journalctl -u ${UNIT_NAME%.service} -f"
+    say "after editing .env:  sudo systemctl reload ${UNIT_NAME%.service}"
 }
 
 # The pipeline's SQLite folder must be writable (the monitor updates its rows; WAL needs the

@@ -1,4 +1,4 @@
-"""The optional HTTP endpoint: `/healthz` and `/metrics`, nothing else.
+"""The optional HTTP endpoint: `/healthz`, `/metrics`, the status page `/` and `/status.json`.
 
 Requests are small and short by construction: GET only, no body read, and every connection
 bounded — in bytes (`MAX_REQUEST_BYTES`, then 431), in time between two reads
@@ -14,7 +14,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +28,7 @@ REQUEST_DEADLINE_S = 10.0
 MAX_REQUEST_BYTES = 80 * 1024  # the stdlib's 64 KiB request line (414 above it) plus 16 KiB
 MAX_CONNECTIONS = 32
 Health = Callable[[], tuple[bool, str]]
+Page = Callable[[], tuple[bytes, str]]  # → (body, content type)
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,13 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = REQUEST_TIMEOUT_S  # applied to the connection socket: a silent client is dropped
     health: Health
     metrics: Callable[[], bytes]
+    pages: Mapping[str, Page]
 
     def setup(self) -> None:
         super().setup()
         self.rfile.close()  # the stdlib's reader; this one bounds bytes and time
-        self.rfile = io.BufferedReader(_BoundedReader(self.connection, self.server.limits))
+        server: Any = self.server  # a _Server, which carries the limits
+        self.rfile = io.BufferedReader(_BoundedReader(self.connection, server.limits))
 
     def handle_one_request(self) -> None:
         self.requestline, self.command, self.request_version = "", "", "HTTP/1.0"
@@ -116,8 +119,12 @@ class _Handler(BaseHTTPRequestHandler):
                 code, body = (200 if alive else 503), f"{'ok' if alive else 'unhealthy'}: {why}\n".encode()
             elif path == "/metrics":
                 code, body, content_type = 200, self.metrics(), METRICS_CONTENT_TYPE
+            elif path in self.pages:
+                body, content_type = self.pages[path]()
+                code = 200
             else:
-                code, body = 404, b"not found: only /healthz and /metrics\n"
+                known = ", ".join(["/healthz", "/metrics", *self.pages])
+                code, body = 404, f"not found: only {known}\n".encode()
         except Exception:  # a broken scrape must not take the endpoint down
             logger.exception("http %s failed", path)
             code, body, content_type = 500, b"internal error\n", "text/plain; charset=utf-8"
@@ -144,7 +151,7 @@ class _Server(ThreadingHTTPServer):
             return
         try:
             super().process_request(request, client_address)
-        except Exception:
+        except Exception:  # free the connection slot, then let the server report it
             self._slots.release()
             raise
 
@@ -159,14 +166,17 @@ class _Server(ThreadingHTTPServer):
 
 
 def start_http_endpoint(host: str, port: int, health: Health, metrics: Callable[[], bytes],
-                        limits: Limits = Limits()) -> ThreadingHTTPServer:
-    """Serve `/healthz` and `/metrics` on host:port from a daemon thread; raises OSError if taken."""
+                        limits: Limits = Limits(), pages: Mapping[str, Page] | None = None
+                        ) -> ThreadingHTTPServer:
+    """Serve `/healthz`, `/metrics` and `pages` (path → body and type) on host:port from a daemon
+    thread; raises OSError if the port is taken."""
     handler = type("Handler", (_Handler,), {"health": staticmethod(health),
-                                            "metrics": staticmethod(metrics)})
+                                            "metrics": staticmethod(metrics), "pages": dict(pages or {})})
     server_class: type[_Server] = _Server
     if ":" in host:  # an IPv6 address such as ::1
         server_class = type("Server6", (_Server,), {"address_family": socket.AF_INET6})
     server = server_class((host, port), handler, limits=limits)
     threading.Thread(target=server.serve_forever, name="http-endpoint", daemon=True).start()
-    logger.info("HTTP endpoint on http://%s:%s (/healthz, /metrics)", host, server.server_address[1])
+    logger.info("HTTP endpoint on http://%s:%s (/healthz, /metrics%s)", host, server.server_address[1],
+                "".join(f", {path}" for path in pages or {}))
     return server

@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 
 def precheck_times(posting_times: Iterable[clock_time], lead_minutes: int) -> list[clock_time]:
-    """The wall-clock times `lead_minutes` before each posting time, wrapping past midnight."""
+    """The wall-clock times `lead_minutes` before each posting time, wrapping past midnight
+    (names and display only: the trigger counts the lead in real elapsed time)."""
     found = set()
     for at in posting_times:
         minutes = (at.hour * 60 + at.minute - lead_minutes) % (24 * 60)
@@ -42,35 +43,42 @@ def precheck_times(posting_times: Iterable[clock_time], lead_minutes: int) -> li
 
 
 class DailyTrigger(BaseTrigger):
-    """Fires exactly once per local calendar day at a wall-clock time in a zone.
+    """Fires once per local calendar day, `lead` (real elapsed time) before a wall-clock time.
 
-    On a DST change the time is neither skipped nor doubled: a time the clock jumps over fires
+    On a DST change the time is neither skipped nor doubled: a time the clock jumps over counts
     at the same UTC offset as before the jump (02:30 → 03:30 summer time), and a time the clock
-    passes twice fires on its first pass. (APScheduler 3.11's CronTrigger fires such a time
-    twice when the clocks go back.)
+    passes twice counts on its first pass. The lead is subtracted from that instant, so a
+    one-hour lead is one hour even across the change. Instants are compared in UTC: Python
+    compares two times of one zone by wall clock, which in the repeated hour would call a past
+    instant future and fire at once. (APScheduler 3.11's CronTrigger fires such a time twice.)
     """
 
-    def __init__(self, at: clock_time, timezone: tzinfo) -> None:
+    def __init__(self, at: clock_time, timezone: tzinfo, lead: timedelta = timedelta(0)) -> None:
         self.at = at.replace(tzinfo=None, fold=0)
-        self.timezone = timezone
+        self.timezone, self.lead = timezone, lead
 
     def instant(self, day: date) -> datetime:
-        """The moment this trigger fires on local calendar day `day`."""
+        """The moment this trigger fires for the wall time on local calendar day `day`."""
         wall = datetime.combine(day, self.at, tzinfo=self.timezone)  # fold=0: the first pass
-        return wall.astimezone(UTC).astimezone(self.timezone)  # a skipped wall time becomes real
+        return (wall.astimezone(UTC) - self.lead).astimezone(self.timezone)
 
     def get_next_fire_time(self, previous_fire_time: datetime | None,
                            now: datetime) -> datetime | None:
-        start = now if previous_fire_time is None else min(
-            now, previous_fire_time + timedelta(microseconds=1))
+        start = now.astimezone(UTC)
+        if previous_fire_time is not None:
+            previous_fire_time = previous_fire_time.astimezone(UTC)
+            start = min(start, previous_fire_time + timedelta(microseconds=1))
         day = start.astimezone(self.timezone).date() - timedelta(days=1)
-        for offset in range(4):
+        for offset in range(5):
             candidate = self.instant(day + timedelta(days=offset))
-            if candidate >= start and (previous_fire_time is None or candidate > previous_fire_time):
+            utc = candidate.astimezone(UTC)
+            if utc >= start and (previous_fire_time is None or utc > previous_fire_time):
                 return candidate
-        return None  # unreachable: one of four consecutive days always qualifies
+        return None  # unreachable: one of five consecutive days always qualifies
 
     def __str__(self) -> str:
+        if self.lead:
+            return f"daily {self.lead.total_seconds() / 60:g} min before {self.at:%H:%M} {self.timezone}"
         return f"daily at {self.at:%H:%M} {self.timezone}"
 
     def __repr__(self) -> str:
@@ -140,9 +148,12 @@ class BoundedJob:
     """
 
     def __init__(self, job_id: str, work: Callable[[], str], *, stats: JobStats, timeout_s: float,
-                 clock: Callable[[], datetime], abandon: threading.Event, on_done: OnDone) -> None:
+                 clock: Callable[[], datetime], abandon: threading.Event, on_done: OnDone,
+                 log_success: bool = True) -> None:
         self.job_id, self.work, self.stats, self.timeout_s = job_id, work, stats, timeout_s
         self.clock, self.abandon, self.on_done = clock, abandon, on_done
+        self.log_success = log_success  # False when the work logs its own one-line result
+        self._started = 0.0
         self._worker: threading.Thread | None = None
         self._finished = threading.Event()
         self._outcome: tuple[str, BaseException | None] = ("", None)
@@ -152,6 +163,13 @@ class BoundedJob:
         """True while a worker of this job is busy."""
         return self._worker is not None and self._worker.is_alive()
 
+    def stuck_for(self) -> float | None:
+        """Seconds a busy worker has run past its bound, or None when it is within it or idle."""
+        if not self.running:
+            return None
+        over = time.monotonic() - self._started - self.timeout_s
+        return over if over > 0 else None
+
     def wait(self, timeout_s: float) -> bool:
         """Wait up to `timeout_s` for a busy worker; True when none is busy any more."""
         return not self.running or self._finished.wait(max(0.0, timeout_s))
@@ -159,7 +177,7 @@ class BoundedJob:
     def _target(self) -> None:
         try:
             self._outcome = (self.work() or "done", None)
-        except Exception as exc:
+        except Exception as exc:  # the job boundary: a failing job is a recorded outcome
             self._outcome = ("", exc)
         finally:
             self._finished.set()
@@ -173,7 +191,7 @@ class BoundedJob:
             return
         self._finished.clear()
         self._worker = threading.Thread(target=self._target, name=f"job-{self.job_id}", daemon=True)
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         self._worker.start()
         deadline = started + self.timeout_s
         while not self._finished.is_set() and time.monotonic() < deadline and not self.abandon.is_set():
@@ -197,7 +215,8 @@ class BoundedJob:
                          exc_info=error)
             self._finish("error", f"{type(error).__name__}: {error}", started_at, duration_s, "errors")
             return
-        logger.info("job %s done in %.1fs: %s", self.job_id, duration_s, summary)
+        (logger.info if self.log_success else logger.debug)("job %s done in %.1fs: %s", self.job_id,
+                                                            duration_s, summary)
         self._finish("ok", summary, started_at, duration_s, "succeeded")
 
     def _finish(self, outcome: str, detail: str, at: datetime, duration_s: float | None,
@@ -205,12 +224,14 @@ class BoundedJob:
         self.stats.record(self.job_id, outcome, detail, at=at, duration_s=duration_s, counter=counter)
         try:
             self.on_done(self.job_id, outcome, detail)
-        except Exception:
+        except Exception:  # reporting an outcome must not turn it into another failure
             logger.exception("job %s: reporting its outcome failed", self.job_id)
 
 
-def watch_job_events(scheduler: Any, stats: JobStats) -> None:
-    """Log at error and count every job error, missed run and run skipped for max_instances."""
+def watch_job_events(scheduler: Any, stats: JobStats,
+                     on_missed: Callable[[str, datetime], None] | None = None) -> None:
+    """Log at error and count every job error, missed run and run skipped for max_instances;
+    `on_missed(job_id, scheduled_at)` hears of each missed run (it must not block)."""
 
     def listener(event: JobExecutionEvent | JobSubmissionEvent) -> None:
         if event.code == EVENT_JOB_ERROR:
@@ -221,9 +242,15 @@ def watch_job_events(scheduler: Any, stats: JobStats) -> None:
                          event.scheduled_run_time)
             stats.record(event.job_id, "missed", f"missed run at {event.scheduled_run_time}",
                          counter="missed")
+            if on_missed is not None:
+                on_missed(event.job_id, event.scheduled_run_time)
         elif event.code == EVENT_JOB_MAX_INSTANCES:
-            logger.error("job %s: run at %s skipped, the previous run is still going", event.job_id,
-                         ", ".join(str(t) for t in event.scheduled_run_times))
+            # one error line per streak of skipped runs, not one per run
+            already = stats.snapshot().get(event.job_id, {}).get("last_outcome") == "skipped"
+            (logger.debug if already else logger.error)(
+                "job %s: run at %s skipped, the previous run is still going%s", event.job_id,
+                ", ".join(str(t) for t in event.scheduled_run_times),
+                "" if already else " (further skips are not logged until it ends)")
             stats.record(event.job_id, "skipped", "previous run still going", counter="skipped")
 
     scheduler.add_listener(listener, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)

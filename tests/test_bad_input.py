@@ -63,6 +63,7 @@ GARBAGE_ENV = (b"# the pipeline's .env, damaged\n"
                b"SWEEP_INTERVAL=7m\n")
 
 
+@pytest.mark.slow
 def test_garbage_lines_are_ignored_reported_once_and_later_settings_still_apply(
         env: dict[str, str], tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
@@ -88,6 +89,7 @@ def test_garbage_lines_are_ignored_reported_once_and_later_settings_still_apply(
     pytest.param(b'DISK_WARN_FREE_PERCENT="20"\n', id="dotenv-warns-about-the-line-it-fails-on"),
     pytest.param(b'PIPELINE_TAG="\n', id="dotenv-is-silent-when-a-later-quote-ends-a-line"),
 ])
+@pytest.mark.slow
 def test_an_unclosed_quote_that_swallows_a_setting_exits_78_naming_the_line(
         env: dict[str, str], tmp_path: Path, closing: bytes) -> None:
     env_file = tmp_path / ".env"
@@ -97,11 +99,12 @@ def test_an_unclosed_quote_that_swallows_a_setting_exits_78_naming_the_line(
     proc = run_cli(["check"], {**environ, "ENV_FILE": str(env_file)})
     line = _one_line_naming(proc, "ENV_FILE", "line 3", "DATABASE_URL", "line 2")
     assert "ledger.db" not in line
-    # The same file is fine when the environment sets that setting anyway (systemd's EnvironmentFile).
+    # The same file is fine when the environment sets that setting anyway.
     overridden = {**env, "DISK_WARN_FREE_PERCENT": "15", "ENV_FILE": str(env_file)}
     assert run_cli(["status"], overridden).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_setting_whose_own_line_is_not_utf8_is_refused_not_guessed(env: dict[str, str],
                                                                      tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
@@ -118,6 +121,7 @@ _ENV_PIECES = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(_ENV_PIECES, max_size=12), st.lists(st.sampled_from([b"\n", b"", b" "]), max_size=12))
 def test_arbitrary_env_file_bytes_give_settings_or_one_config_error(tmp_path: Path, pieces: list[bytes],
@@ -137,6 +141,7 @@ def test_arbitrary_env_file_bytes_give_settings_or_one_config_error(tmp_path: Pa
 
 # --- a pipeline log with binary data and a 10 MB line -----------------------------------------
 
+@pytest.mark.slow
 def test_binary_and_a_10_mb_error_line_neither_crash_the_sweep_nor_hide_later_errors(
         env: dict[str, str], make_ctx: Any, tmp_path: Path) -> None:
     log = tmp_path / "pipeline.log"
@@ -166,6 +171,7 @@ init_db(_engine)
 _files = itertools.count()
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None)
 @given(st.binary(max_size=4000), st.integers(len(RATE_LIMIT_LINE), 2048))
 def test_arbitrary_bytes_before_an_error_line_never_hide_it(junk: bytes, cap: int) -> None:
@@ -191,6 +197,7 @@ def _pipeline_made_posts_table(url: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_rows_with_nulls_and_huge_text_are_reported_and_skipped_the_rest_handled(
         backend: str, env: dict[str, str], make_ctx: Any, x_api: Any, clock: Any, request: Any) -> None:
@@ -219,7 +226,8 @@ def test_rows_with_nulls_and_huge_text_are_reported_and_skipped_the_rest_handled
 
     report = run_sweep(ctx)
     errors = {int(error.split(":", 1)[0].removeprefix("post ")): error for error in report.errors}
-    assert set(errors) == {ids["null_text"], ids["huge_text"], ids["posting_no_clock"]}
+    assert set(errors) == {ids["null_text"], ids["huge_text"], ids["posting_no_clock"], ids["null_status"]}
+    assert "status None is not one of" in errors[ids["null_status"]]  # reported, never ignored
     assert "text is empty or NULL" in errors[ids["null_text"]]
     assert "100000 characters" in errors[ids["huge_text"]]
     assert "no updated_at" in errors[ids["posting_no_clock"]]
@@ -233,7 +241,7 @@ def test_rows_with_nulls_and_huge_text_are_reported_and_skipped_the_rest_handled
     clock.advance(hours=2)
     again = run_sweep(ctx)
     assert sorted(tweet["text"] for tweet in x_api.tweets) == ["a normal failure", "due", "missed"]
-    assert len(again.errors) == 3  # still reported, still not touched
+    assert len(again.errors) == 4  # still reported, still not touched
 
 
 # --- SCHEDULER_SERVICE with shell metacharacters ------------------------------------------------
@@ -255,6 +263,7 @@ HOSTILE_UNITS = ["pipeline.service; rm -rf /", "$(touch {marker})", "`touch {mar
                  "pipeline.service > {marker}"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("template", HOSTILE_UNITS)
 @pytest.mark.parametrize("source", ["environment", "env_file"])
 def test_scheduler_service_with_shell_metacharacters_is_refused_and_never_run(
@@ -274,6 +283,7 @@ def test_scheduler_service_with_shell_metacharacters_is_refused_and_never_run(
     assert not marker.exists() and not record.exists()  # nothing ran, not even systemctl
 
 
+@pytest.mark.slow
 def test_a_valid_unit_name_reaches_systemctl_as_one_argument(env: dict[str, str],
                                                             fake_systemctl: Any) -> None:
     path, record = fake_systemctl
@@ -286,6 +296,7 @@ def test_a_valid_unit_name_reaches_systemctl_as_one_argument(env: dict[str, str]
 
 # --- CLEANUP_PATHS that climb out, symlinks that lead out --------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pattern", ["{tmp}/logs/../../etc/*", "logs/../../*", "..", "{tmp}/a/../*.log.1"])
 def test_cleanup_pattern_with_dot_dot_exits_78_naming_the_variable(pattern: str, env: dict[str, str],
                                                                   tmp_path: Path) -> None:
@@ -314,3 +325,80 @@ def test_recursive_cleanup_never_follows_symlinks_out_of_its_folder(env: dict[st
     assert sorted(p.name for p in outside.iterdir()) == ["keep.log.1", "keep.txt"]
     assert all(os.path.islink(allowed / name) for name in ("out", "deep/loop", "deep/link.log.2",
                                                              "deep/dangling.log.3"))
+
+
+# --- settings that used to pass validation and then crash, or fall back silently ----------------
+# Each refused start is one line naming the variable, exit 78, no traceback, whatever the command.
+
+BAD_SETTINGS = [
+    ("DATABASE_URL", "mysql+mysqldb://root@127.0.0.1:3306/test", "mysql+pymysql://"),
+    ("DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1/test", "postgresql+psycopg://"),
+    ("DATABASE_URL", "oracle://scott@127.0.0.1/db", "these work"),
+    ("DATABASE_URL", "sqlite:///{tmp}/no-such-folder/ledger.db", "does not exist"),
+    ("ENV_FILE", "{tmp}/missing.env", "does not exist"),
+    ("ENV_FILE", "{tmp}", "is not a file"),
+    ("CHECK_TIMEOUT_SECONDS", "nan", "finite"),
+    ("CHECK_TIMEOUT_SECONDS", "inf", "finite"),
+    ("JOB_TIMEOUT_SECONDS", "-inf", "finite"),
+    ("BACKOFF_MAX_SECONDS", "1e309", "finite"),
+    ("ALERT_REPEAT_HOURS", "1e300", "must be at most"),
+    ("SWEEP_INTERVAL", "99999999999d", "must be at most"),
+    ("SWEEP_INTERVAL", "9" * 400, "must be at most"),
+    ("SWEEP_INTERVAL", "0.01s", "must be at least 1s"),
+    ("FLAP_WINDOW", "0s", "is not a duration"),
+    ("MAX_POST_ATTEMPTS", "9" * 5000, "is not an integer"),
+    ("ALERT_AFTER_FAILURES", "1000000", "must be at most"),
+    ("PRECHECK_LEAD_MINUTES", "-1", "must be at least 0"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "says"), BAD_SETTINGS,
+                         ids=[f"{v}={x[:24]}" for v, x, _ in BAD_SETTINGS])
+@pytest.mark.slow
+def test_a_bad_setting_exits_78_in_one_line_naming_it(variable: str, value: str, says: str,
+                                                     env: dict[str, str], tmp_path: Path) -> None:
+    environ = {**env, variable: value.format(tmp=tmp_path)}
+    command = ["run"] if variable in ("SWEEP_INTERVAL", "ALERT_REPEAT_HOURS") else ["check"]
+    proc = run_cli(command, environ, timeout=30)  # `run` would not return if the value passed
+    line = _one_line_naming(proc, f"configuration error: {variable} ", says)
+    assert "Traceback" not in proc.stderr and len(line) < 400
+
+
+HOSTILE_VALUES = ["nan", "-inf", "1e999", "-1", "0", "99999999999d", "9" * 5000, "\t", "x" * 10_000,
+                  "::", "ÿ\u202e", "%(x)s{0}"]
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES, ids=lambda value: repr(value[:12]))
+def test_no_setting_turns_a_hostile_value_into_anything_but_a_config_error(value: str) -> None:
+    from utils.config import SPECS
+
+    for spec in SPECS:
+        try:
+            load_settings({"ENV_FILE": "/dev/null", spec.env: value})
+        except ConfigError as exc:
+            assert exc.variable in {spec.env for spec in SPECS} and "\n" not in str(exc)  # or a pair
+            assert value not in str(exc) or len(value) < 4 or not spec.secret
+
+
+@pytest.mark.slow
+def test_postgres_scheme_is_read_as_postgresql_with_psycopg(env: dict[str, str], postgres_url: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    libpq = f"postgres://{url.username}@{url.host}:{url.port}/{url.database}"  # libpq/Heroku spelling
+    assert load_settings({"ENV_FILE": "/dev/null", "DATABASE_URL": libpq}).database_url.startswith(
+        "postgresql+psycopg://")
+    proc = run_cli(["check", "--json"], {**env, "DATABASE_URL": libpq})
+    checks = {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["database"]["status"] == "ok", checks["database"]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_env_file_dev_null_means_no_file_and_the_default_sqlite_folder_is_made(tmp_path: Path) -> None:
+    settings = load_settings({"ENV_FILE": "/dev/null"})
+    assert settings.env_file == Path("/dev/null") and settings.env_warnings == ()
+    proc = run_cli(["check", "--json"], {"ENV_FILE": "/dev/null", "LOG_DIR": str(tmp_path / "logs"),
+                                         "CONNECTIVITY_URLS": "http://127.0.0.1:9"}, cwd=tmp_path)
+    assert proc.returncode != EX_CONFIG, proc.stderr  # the default path's folder is created
+    assert (tmp_path / "data" / "autonomous_monitor.db").is_file()

@@ -42,6 +42,7 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+@pytest.mark.slow
 def test_healthz_follows_the_scheduler_loop(served: Any) -> None:
     base, health, _stats, _monitor = served
     ok = requests.get(f"{base}/healthz", timeout=5)
@@ -50,6 +51,7 @@ def test_healthz_follows_the_scheduler_loop(served: Any) -> None:
     assert requests.get(f"{base}/healthz", timeout=5).status_code == 503
 
 
+@pytest.mark.slow
 def test_only_two_paths_and_bounded_requests(served: Any) -> None:
     base = served[0]
     assert requests.get(f"{base}/", timeout=5).status_code == 404
@@ -58,6 +60,7 @@ def test_only_two_paths_and_bounded_requests(served: Any) -> None:
     assert requests.get(f"{base}/healthz?" + "a" * 70_000, timeout=5).status_code == 414
 
 
+@pytest.mark.slow
 def test_a_silent_client_is_dropped_by_the_socket_timeout(served: Any) -> None:
     host, port = served[0].removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -66,6 +69,7 @@ def test_a_silent_client_is_dropped_by_the_socket_timeout(served: Any) -> None:
         assert sock.recv(100) == b""  # closed by the server after its 5 s timeout
 
 
+@pytest.mark.slow
 def test_metrics_show_checks_posts_actions_budget_and_jobs(served: Any) -> None:
     base, _health, stats, monitor = served
     ctx = monitor.ctx
@@ -87,7 +91,7 @@ def test_metrics_show_checks_posts_actions_budget_and_jobs(served: Any) -> None:
     assert samples[("autonomiq_check_status", (("check", "scheduler"),))] == 3  # not configured: unknown
     assert ("autonomiq_check_duration_seconds", (("check", "twitter_api"),)) in samples
     assert samples[("autonomiq_posts", (("status", "posted"),))] == 2
-    assert samples[("autonomiq_actions_total", (("outcome", "fixed"), ("routine", "retry_post")))] == 1
+    assert samples[("autonomiq_actions_last_24h", (("outcome", "fixed"), ("routine", "retry_post")))] == 1
     assert samples[("autonomiq_x_api_remaining_calls", (("endpoint", "POST /2/tweets"),
                                                         ("window", "budget")))] == 5
     # the check just spent one call: X's word (74 of 75) or, past X's reset, the tier estimate (24 of 25)
@@ -97,3 +101,20 @@ def test_metrics_show_checks_posts_actions_budget_and_jobs(served: Any) -> None:
     assert samples[("autonomiq_failures_total", (("failure_class", "rate_limit"), ("source", "ledger")))] == 2
     assert samples[("autonomiq_database_readable", ())] == 1
     assert "python_gc" not in page.text  # our own registry only
+
+
+def test_metrics_carry_start_time_and_build_info(env: dict[str, str], make_ctx: Any) -> None:
+    import platform
+
+    from daemon.metrics import version
+    from daemon.status_report import empty_report
+
+    ctx = make_ctx(env)
+    started = ctx.now()
+    page = metrics_renderer(lambda: empty_report(ctx), JobStats(), started_at=started)().decode()
+    samples = _samples(page)
+    assert samples[("autonomiq_start_time_seconds", ())] == started.timestamp()
+    assert samples[("autonomiq_build_info", (("python", platform.python_version()),
+                                             ("version", version())))] == 1
+    assert version() != "unknown"
+    assert samples[("autonomiq_database_readable", ())] == 0  # nothing read yet: not "readable"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from utils.redact import MASK, one_line, redact, register_secrets
@@ -35,3 +37,14 @@ def test_ordinary_text_is_left_alone(text: str) -> None:
 def test_one_line_redacts_before_it_shortens() -> None:
     out = one_line(f"{'x' * 290} {SECRET}", limit=300)
     assert len(out) <= 300 and SECRET[:6] not in out
+
+
+@pytest.mark.parametrize("text", [
+    'Access denied for user \'root\'@\'localhost\' (using password: YES)"',
+    'client_secret="abc\\"def" and oauth_token="tok\\"en", password=hunter2"',
+    "postgresql://monitor:pw\"x@db/test",
+])
+def test_redacting_json_text_keeps_it_valid_json(text):
+    encoded = json.dumps({"detail": text, "more": [text]})
+    decoded = json.loads(redact(encoded))  # `check --json` and `/status.json` redact encoded text
+    assert set(decoded) == {"detail", "more"}

@@ -86,6 +86,7 @@ def test_bounded_job_records_success_and_error(caplog: pytest.LogCaptureFixture)
     assert any(r.levelname == "ERROR" and "job demo failed" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_an_overrun_is_counted_and_later_runs_are_skipped_loudly_until_it_ends(
         caplog: pytest.LogCaptureFixture) -> None:
     stats, done, release = JobStats(), [], threading.Event()
@@ -148,3 +149,82 @@ def test_job_errors_misses_and_max_instances_are_logged_and_counted(
     assert seen["busy"]["skipped"] >= 1
     levels = Counter(r.levelname for r in caplog.records if r.name == "daemon.scheduling")
     assert levels["ERROR"] >= 3
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def elapsed(earlier: datetime, later: datetime) -> timedelta:
+    """Real time between two instants (Python subtracts two times of one zone by wall clock)."""
+    return later.astimezone(UTC) - earlier.astimezone(UTC)
+
+
+def test_the_lead_is_real_elapsed_time_across_a_dst_change() -> None:
+    # Posting at 03:30 on the spring-forward night in Berlin (02:00 → 03:00): a 60-minute lead
+    # runs the pre-check at 01:30 CET, one real hour before 03:30 CEST, not "02:30" (which does
+    # not exist and used to become 03:30: no lead at all).
+    trigger = DailyTrigger(clock_time(3, 30), BERLIN, timedelta(minutes=60))
+    times = fire_times(trigger, datetime(2026, 3, 28, 12, tzinfo=UTC), days=2)
+    posting = datetime(2026, 3, 29, 3, 30, tzinfo=BERLIN)
+    assert elapsed(times[0], posting) == timedelta(hours=1)
+    assert times[0].astimezone(UTC) == datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    # and when the clocks go back (03:00 → 02:00), 03:30 minus one real hour is 02:30 CET, the
+    # second pass of that wall time, still exactly one hour before the post
+    autumn = fire_times(trigger, datetime(2026, 10, 24, 12, tzinfo=UTC), days=3)
+    assert elapsed(autumn[0], datetime(2026, 10, 25, 3, 30, tzinfo=BERLIN)) == timedelta(hours=1)
+    assert autumn[0].fold == 1 and autumn[0].strftime("%H:%M") == "02:30"
+    assert elapsed(autumn[0], autumn[1]) == timedelta(hours=24)  # the day after: 02:30 CET again
+
+
+def test_a_daemon_started_in_the_repeated_hour_does_not_fire_at_once() -> None:
+    # New York falls back at 02:00 EDT → 01:00 EST on 2026-11-01. The 01:30 check ran at 01:30
+    # EDT (05:30 UTC); a daemon started at 01:15 EST (06:15 UTC, the second pass) must wait for
+    # tomorrow, not fire now because 01:30 > 01:15 on the wall clock.
+    trigger = DailyTrigger(clock_time(1, 30), NEW_YORK)
+    started = datetime(2026, 11, 1, 6, 15, tzinfo=UTC).astimezone(NEW_YORK)
+    assert started.fold == 1 and started.strftime("%H:%M") == "01:15"
+    following = trigger.get_next_fire_time(None, started)
+    assert following is not None and following.astimezone(UTC) == datetime(2026, 11, 2, 6, 30, tzinfo=UTC)
+    assert following > started
+
+
+@pytest.mark.slow
+def test_a_stuck_worker_is_reported_past_its_bound_only() -> None:
+    stats, done, release = JobStats(), [], threading.Event()
+    job = _job(lambda: release.wait(10) and "late", stats, done, timeout_s=0.3)
+    runner = threading.Thread(target=job)
+    runner.start()
+    time.sleep(0.1)
+    assert job.running and job.stuck_for() is None  # busy, within its bound
+    runner.join(2)
+    time.sleep(0.1)
+    assert (job.stuck_for() or 0) > 0  # past its bound, still busy
+    release.set()
+    job.wait(2)
+    assert job.stuck_for() is None
+
+
+@pytest.mark.slow
+def test_skipped_runs_are_one_error_line_per_streak_and_misses_are_handed_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    stats, missed = JobStats(), []
+    scheduler = BackgroundScheduler(timezone=UTC)
+    watch_job_events(scheduler, stats, lambda job_id, at: missed.append((job_id, at)))
+    busy = threading.Event()
+    now = datetime.now(UTC)
+    scheduler.add_job(print, "date", run_date=now - timedelta(minutes=5), id="pre_posting_0800",
+                      misfire_grace_time=1)
+    scheduler.add_job(lambda: busy.wait(3), "interval", seconds=0.1, id="busy", max_instances=1,
+                      next_run_time=now)
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and stats.snapshot().get("busy", {}).get("skipped", 0) < 4:
+            time.sleep(0.05)
+    finally:
+        busy.set()
+        scheduler.shutdown(wait=True)
+    assert stats.snapshot()["busy"]["skipped"] >= 4
+    skip_errors = [r for r in caplog.records if r.levelname == "ERROR" and "skipped" in r.getMessage()]
+    assert len(skip_errors) == 1, [r.getMessage() for r in skip_errors]
+    assert [job_id for job_id, _ in missed] == ["pre_posting_0800"]

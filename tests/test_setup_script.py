@@ -48,6 +48,7 @@ def staged(tmp_path: Path) -> tuple[Path, Path]:
                  "autonomous_monitor.py"):
         shutil.copy(ROOT / name, app / name)
     shutil.copy(ROOT / "polkit" / "50-autonomiq-monitor.rules", app / "polkit")
+    shutil.copytree(ROOT / "utils", app / "utils", ignore=shutil.ignore_patterns("__pycache__"))
     (app / ".venv").symlink_to(ROOT / ".venv")
     (app / ".env.example").write_text("SCHEDULER_SERVICE=pipeline-scheduler\nTWITTER_API_KEY=\n")
     return app, root
@@ -62,6 +63,7 @@ def test_python_older_than_3_11_is_refused(staged: tuple[Path, Path], tmp_path: 
     assert result.returncode != 0 and "Python 3.9.2 is too old" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_staged_install_is_idempotent_and_uninstall_keeps_env_data_and_logs(
         staged: tuple[Path, Path]) -> None:
     app, root = staged
@@ -97,6 +99,7 @@ def test_a_staged_install_is_idempotent_and_uninstall_keeps_env_data_and_logs(
     assert "rm -rf" not in gone.stdout  # the venv was not made by the script: it stays
 
 
+@pytest.mark.slow
 def test_pipeline_files_elsewhere_get_a_drop_in_only_when_needed(staged: tuple[Path, Path]) -> None:
     app, root = staged
     env = {"SETUP_ROOT": str(root), "PYTHON": shutil.which("python3") or "python3"}
@@ -109,3 +112,21 @@ def test_pipeline_files_elsewhere_get_a_drop_in_only_when_needed(staged: tuple[P
     (app / ".env").write_text(f"DATABASE_URL=sqlite:///{app}/data/monitor.db\n")
     assert run([], env, app / SCRIPT.name).returncode == 0
     assert not dropin.exists()
+
+
+@pytest.mark.slow
+def test_the_drop_in_reads_env_as_the_monitor_does_comments_and_quotes_included(
+        staged: tuple[Path, Path]) -> None:
+    app, root = staged
+    env = {"SETUP_ROOT": str(root), "PYTHON": shutil.which("python3") or "python3"}
+    dropin = root / "etc/systemd/system/autonomiq-autonomous-monitor.service.d/10-pipeline-paths.conf"
+    (app / ".env").write_text("DATABASE_URL=sqlite:////srv/pipeline/data/posts.db  # the pipeline's ledger\n"
+                              "PIPELINE_LOG_FILES='/home/bot/logs/app.log'\n"
+                              "SCHEDULER_SERVICE=pipeline-scheduler # restarted by the monitor\n")
+    result = run([], env, app / SCRIPT.name)
+    assert result.returncode == 0, result.stderr
+    assert dropin.read_text().splitlines() == ["[Service]", "ReadWritePaths=-/srv/pipeline/data",
+                                               "ProtectHome=read-only"]
+    rule = root / "etc/polkit-1/rules.d/50-autonomiq-monitor.rules"
+    assert 'action.lookup("unit") == "pipeline-scheduler.service"' in rule.read_text()
+    assert "systemctl reload autonomiq-autonomous-monitor" in result.stdout

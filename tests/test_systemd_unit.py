@@ -38,7 +38,7 @@ def test_the_unit_promises_notify_watchdog_restart_policy_and_a_dedicated_user()
     unit = settings(UNIT.read_text())
     assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
     assert int(unit["WatchdogSec"][0]) > 0
-    assert unit["Restart"] == ["on-failure"] and unit["RestartPreventExitStatus"] == ["78"]
+    assert unit["Restart"] == ["on-failure"] and unit["RestartPreventExitStatus"] == ["78 75"]
     assert unit["StartLimitIntervalSec"] and unit["StartLimitBurst"]
     assert unit["User"] == ["autonomiq-monitor"] and unit["NoNewPrivileges"] == ["yes"]
     assert unit["ProtectSystem"] == ["strict"]
@@ -47,6 +47,14 @@ def test_the_unit_promises_notify_watchdog_restart_policy_and_a_dedicated_user()
     assert unit["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
     assert unit["ExecStart"][0].endswith("autonomous_monitor.py run")
     assert int(unit["TimeoutStopSec"][0]) > 10  # the daemon stops within 10 s by itself
+
+
+def test_the_daemon_reads_env_itself_and_reloads_on_sighup() -> None:
+    unit = settings(UNIT.read_text())
+    # One parser: systemd's reading of .env (EnvironmentFile=) would win over the daemon's own.
+    assert "EnvironmentFile" not in unit
+    assert "ENV_FILE=/opt/autonomiq-monitor/.env" in unit["Environment"][0].split()
+    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
 
 
 @needs_analyze

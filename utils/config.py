@@ -1,11 +1,18 @@
 """Typed settings read from the environment, with a `.env` file underneath.
 
-Every setting is declared once in `SPECS` (name, parser, default, secret?). A bad value raises
-`ConfigError` naming the variable; the command line turns it into one line and exit 78.
+Every setting is declared once in `SPECS` (name, parser, default, secret?) and has one typed
+field in `Settings`. A bad value raises `ConfigError` naming the variable; the command line turns
+it into one line and exit 78.
+
+To add a setting: one `Spec("MY_SETTING", parser, "default")` line in SPECS (parsers are in
+`utils/config_values.py`; numbers need bounds) and one field `my_setting: <type>` in `Settings`,
+in the same section, without a default (the default lives in the Spec). Then document it in
+`.env.example`. tests/test_config.py checks that SPECS and the fields match, name and type.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -14,10 +21,15 @@ from datetime import time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from utils import config_values as v
+from utils.config_values import TIERS, parse_duration, system_timezone
+
+__all__ = ["EX_CONFIG", "OAUTH1_VARIABLES", "SPECS", "TIERS", "ConfigError", "Settings", "Spec",
+           "load_settings", "parse_duration", "read_env_file", "system_timezone"]
 
 EX_CONFIG = 78
-TIERS = ("free", "basic", "pro", "pay_per_use")
+NO_ENV_FILE = Path("/dev/null")  # ENV_FILE=/dev/null: no .env file, on purpose
 
 
 class ConfigError(ValueError):
@@ -27,179 +39,6 @@ class ConfigError(ValueError):
         super().__init__(f"configuration error: {variable} {problem}")
         self.variable = variable
         self.problem = problem
-
-
-# --- parsers: each takes the raw string and returns the typed value or raises ValueError ----
-
-def _text(raw: str) -> str:
-    return raw.strip()
-
-
-def _optional_text(raw: str) -> str | None:
-    return raw.strip() or None
-
-
-def _number(kind: type, minimum: float | None = None, maximum: float | None = None) -> Callable:
-    def parse(raw: str) -> Any:
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            raise ValueError(f"is not a{'n integer' if kind is int else ' number'}") from None
-        if minimum is not None and value < minimum:
-            raise ValueError(f"must be at least {minimum}")
-        if maximum is not None and value > maximum:
-            raise ValueError(f"must be at most {maximum}")
-        return value
-    return parse
-
-
-def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    return lambda raw: parse(raw) if raw.strip() else None
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("is not a boolean (use true or false)")
-
-
-def _url(raw: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
-    value = raw.strip()
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.hostname:
-        raise ValueError(f"is not a valid {'/'.join(schemes)} URL")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    return value.rstrip("/")
-
-
-def _list(raw: str) -> tuple[str, ...]:
-    return tuple(item for item in re.split(r"[,\s]+", raw.strip()) if item)
-
-
-def _url_list(raw: str) -> tuple[str, ...]:
-    return tuple(_url(item) for item in _list(raw))
-
-
-def _comma_list(raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
-def _paths(raw: str) -> tuple[Path, ...]:
-    return tuple(Path(item) for item in _comma_list(raw))
-
-
-def _database_url(raw: str) -> str:
-    value = raw.strip()
-    if not re.match(r"^[a-z][a-z0-9+]*://", value):
-        raise ValueError("is not a database URL (e.g. sqlite:///data/monitor.db or postgresql://…)")
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        make_url(value)  # SQLAlchemy's own parse; its messages echo the URL, password included
-    except (ArgumentError, ValueError):
-        raise ValueError("cannot be parsed as a database URL (check the port and the syntax)") from None
-    return value
-
-
-def _tier(raw: str) -> str:
-    value = raw.strip().lower()
-    if value not in TIERS:
-        raise ValueError(f"must be one of {', '.join(TIERS)}")
-    return value
-
-
-def _clock_time(item: str) -> time:
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})", item.strip())
-    if not match or int(match[1]) > 23 or int(match[2]) > 59:
-        raise ValueError(f"has {item.strip()!r}, which is not a time of day (HH:MM, 00:00-23:59)")
-    return time(int(match[1]), int(match[2]))
-
-
-def _times(raw: str) -> tuple[time, ...]:
-    times = tuple(sorted({_clock_time(item) for item in _comma_list(raw)}))
-    if not times:
-        raise ValueError("must list at least one time of day (HH:MM)")
-    return times
-
-
-def _timezone(raw: str) -> tzinfo:
-    value = raw.strip()
-    if not value:
-        return system_timezone()
-    try:
-        return ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("is not a known timezone (e.g. Europe/Berlin, UTC)") from None
-
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(raw: str) -> timedelta:
-    """Parse `90s`, `5m`, `1h`, `2d` or a bare number of seconds into a timedelta."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", raw.lower())
-    if not match or float(match[1]) <= 0:
-        raise ValueError("is not a duration (e.g. 90s, 5m, 1h)")
-    return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2] or "s"])
-
-
-def _scheduler_service(raw: str) -> str | None:
-    value = raw.strip()
-    if not value:
-        return None
-    # A leading '-' would reach systemctl as an option (`-H host` runs it on another machine).
-    if len(value) > 256 or not re.fullmatch(r"[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]*", value):
-        raise ValueError("is not a systemd unit name (letters, digits and :_.@- only, "
-                         "not starting with '-')")
-    return value
-
-
-def _restart_command(raw: str) -> tuple[str, ...]:
-    import shlex
-
-    try:
-        return tuple(shlex.split(raw))
-    except ValueError as exc:
-        raise ValueError(f"cannot be split into arguments ({exc})") from None
-
-
-def _maintenance(raw: str) -> tuple[tuple[time, time], ...]:
-    windows = []
-    for item in _comma_list(raw):
-        start, sep, end = item.partition("-")
-        if not sep:
-            raise ValueError(f"has {item!r}, which is not a window like 02:00-03:30")
-        windows.append((_clock_time(start), _clock_time(end)))
-    return tuple(windows)
-
-
-def system_timezone() -> tzinfo:
-    """The machine's local zone: TZ, then /etc/timezone, then /etc/localtime, else UTC."""
-    for name in (os.environ.get("TZ", "").lstrip(":"), _read_etc_timezone()):
-        if name:
-            try:
-                return ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
-                pass
-    try:
-        link = os.readlink("/etc/localtime")
-        return ZoneInfo(link.split("zoneinfo/", 1)[1])
-    except (OSError, IndexError, ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
-def _read_etc_timezone() -> str:
-    try:
-        return Path("/etc/timezone").read_text().strip()
-    except OSError:
-        return ""
 
 
 @dataclass(frozen=True)
@@ -214,111 +53,174 @@ class Spec:
 
 DEFAULT_CONNECTIVITY_URLS = "https://www.google.com,https://1.1.1.1,https://www.cloudflare.com"
 DEFAULT_CLEANUP = "{LOG_DIR}/*.log.[0-9]*,/tmp/autonomiq-pipeline/*"
+DAY_S, WEEK_S = 86400, 7 * 86400
+_SECOND, _DAY, _WEEK = timedelta(seconds=1), timedelta(days=1), timedelta(days=7)
 
 SPECS: tuple[Spec, ...] = (
     # X API credentials (OAuth 1.0a user context posts; bearer is optional)
-    Spec("TWITTER_API_KEY", _optional_text, "", secret=True),
-    Spec("TWITTER_API_SECRET", _optional_text, "", secret=True),
-    Spec("TWITTER_ACCESS_TOKEN", _optional_text, "", secret=True),
-    Spec("TWITTER_ACCESS_TOKEN_SECRET", _optional_text, "", secret=True),
-    Spec("TWITTER_BEARER_TOKEN", _optional_text, "", secret=True),
-    Spec("TWITTER_CLIENT_ID", _optional_text, ""),
-    Spec("TWITTER_CLIENT_SECRET", _optional_text, "", secret=True),
-    Spec("TWITTER_OAUTH2_REFRESH_TOKEN", _optional_text, "", secret=True),
-    Spec("TWITTER_API_BASE_URL", _url, "https://api.twitter.com"),
-    Spec("TWITTER_API_TIER", _tier, "free"),
-    Spec("TWITTER_API_RESERVE_CALLS", _number(int, 0), "3"),
+    Spec("TWITTER_API_KEY", v.optional_text, "", secret=True),
+    Spec("TWITTER_API_SECRET", v.optional_text, "", secret=True),
+    Spec("TWITTER_ACCESS_TOKEN", v.optional_text, "", secret=True),
+    Spec("TWITTER_ACCESS_TOKEN_SECRET", v.optional_text, "", secret=True),
+    Spec("TWITTER_BEARER_TOKEN", v.optional_text, "", secret=True),
+    Spec("TWITTER_CLIENT_ID", v.optional_text, ""),
+    Spec("TWITTER_CLIENT_SECRET", v.optional_text, "", secret=True),
+    Spec("TWITTER_OAUTH2_REFRESH_TOKEN", v.optional_text, "", secret=True),
+    Spec("TWITTER_API_BASE_URL", v.url, "https://api.twitter.com"),
+    Spec("TWITTER_API_TIER", v.tier, "free"),
+    Spec("TWITTER_API_RESERVE_CALLS", v.number(int, 0, 100_000), "3"),
     # storage and logs
-    Spec("DATABASE_URL", _database_url, "sqlite:///data/autonomous_monitor.db", secret=True),
-    Spec("DATA_DIR", Path, "data"),
-    Spec("LOG_DIR", Path, "logs"),
-    Spec("LOG_LEVEL", lambda raw: _choice(raw.upper(), ("DEBUG", "INFO", "WARNING", "ERROR")), "INFO"),
+    Spec("DATABASE_URL", v.database_url, v.DEFAULT_DATABASE_URL, secret=True),
+    Spec("DATA_DIR", v.path, "data"),
+    Spec("LOG_DIR", v.path, "logs"),
+    Spec("LOG_LEVEL", v.choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
     # health checks
-    Spec("CHECK_TIMEOUT_SECONDS", _number(float, 0.1, 600), "10"),
-    Spec("CONNECTIVITY_URLS", _url_list, DEFAULT_CONNECTIVITY_URLS),
-    Spec("DISK_PATHS", _paths, "/,{DATA_DIR},{LOG_DIR}"),
-    Spec("DISK_WARN_FREE_PERCENT", _number(float, 0, 100), "15"),
-    Spec("DISK_CRIT_FREE_PERCENT", _number(float, 0, 100), "5"),
-    Spec("SCHEDULER_SERVICE", _scheduler_service, ""),
-    Spec("SCHEDULER_HEARTBEAT_FILE", _optional(Path), ""),
-    Spec("SCHEDULER_HEARTBEAT_MAX_AGE_SECONDS", _number(float, 1), "900"),
+    Spec("CHECK_TIMEOUT_SECONDS", v.number(float, 0.1, 600), "10"),
+    Spec("CONNECTIVITY_URLS", v.url_list, DEFAULT_CONNECTIVITY_URLS),
+    Spec("DISK_PATHS", v.paths, "/,{DATA_DIR},{LOG_DIR}"),
+    Spec("DISK_WARN_FREE_PERCENT", v.number(float, 0, 100), "15"),
+    Spec("DISK_CRIT_FREE_PERCENT", v.number(float, 0, 100), "5"),
+    Spec("SCHEDULER_SERVICE", v.scheduler_service, ""),
+    Spec("SCHEDULER_HEARTBEAT_FILE", v.optional(v.path), ""),
+    Spec("SCHEDULER_HEARTBEAT_MAX_AGE_SECONDS", v.number(float, 1, WEEK_S), "900"),
     # recovery
-    Spec("DRY_RUN", _bool, "false"),
-    Spec("MAX_POST_ATTEMPTS", _number(int, 1, 100), "5"),
-    Spec("BACKOFF_BASE_SECONDS", _number(float, 1), "60"),
-    Spec("BACKOFF_MAX_SECONDS", _number(float, 1), "3600"),
-    Spec("CIRCUIT_BREAKER_MAX_RUNS", _number(int, 1), "3"),
-    Spec("CIRCUIT_BREAKER_WINDOW", parse_duration, "1h"),
-    Spec("CLEANUP_PATHS", _comma_list, DEFAULT_CLEANUP),
-    Spec("CLEANUP_MIN_AGE_HOURS", _number(float, 0), "24"),
-    Spec("SCHEDULER_RESTART_COMMAND", _restart_command, ""),
-    Spec("MISSED_POST_GRACE_MINUTES", _number(float, 0), "15"),
-    Spec("PIPELINE_LOG_FILES", _paths, ""),
+    Spec("DRY_RUN", v.boolean, "false"),
+    Spec("MAX_POST_ATTEMPTS", v.number(int, 1, 100), "5"),
+    Spec("BACKOFF_BASE_SECONDS", v.number(float, 1, DAY_S), "60"),
+    Spec("BACKOFF_MAX_SECONDS", v.number(float, 1, WEEK_S), "3600"),
+    Spec("CIRCUIT_BREAKER_MAX_RUNS", v.number(int, 1, 1000), "3"),
+    Spec("CIRCUIT_BREAKER_WINDOW", v.duration(_SECOND, _WEEK), "1h"),
+    Spec("ACTION_BUDGET_PER_HOUR", v.number(int, 1, 10_000), "10"),
+    Spec("CLEANUP_PATHS", v.comma_list, DEFAULT_CLEANUP),
+    Spec("CLEANUP_MIN_AGE_HOURS", v.number(float, 0, 24 * 365), "24"),
+    Spec("SCHEDULER_RESTART_COMMAND", v.restart_command, ""),
+    Spec("MISSED_POST_GRACE_MINUTES", v.number(float, 0, 24 * 60), "15"),
+    Spec("PIPELINE_LOG_FILES", v.paths, ""),
+    Spec("RETENTION_DAYS", v.number(int, 1, 3650), "30"),
     # daemon
-    Spec("POSTING_TIMES", _times, "09:00,15:00"),
-    Spec("PRECHECK_LEAD_MINUTES", _number(int, 0, 24 * 60 - 1), "60"),
-    Spec("MONITOR_TIMEZONE", _timezone, ""),
-    Spec("SWEEP_INTERVAL", parse_duration, "30m"),
-    Spec("JOB_TIMEOUT_SECONDS", _number(float, 1), "300"),
-    Spec("HEARTBEAT_URL", _optional(_url), "", secret=True),
-    Spec("MONITOR_HTTP_PORT", _optional(_number(int, 1, 65535)), ""),
-    Spec("MONITOR_HTTP_HOST", _text, "127.0.0.1"),
+    Spec("POSTING_TIMES", v.times, "09:00,15:00"),
+    Spec("PRECHECK_LEAD_MINUTES", v.number(int, 0, 24 * 60 - 1), "60"),
+    Spec("DIGEST_TIME", v.optional(v.clock_time), "21:00"),
+    Spec("MONITOR_TIMEZONE", v.timezone, ""),
+    Spec("SWEEP_INTERVAL", v.duration(_SECOND, _DAY), "30m"),
+    Spec("JOB_TIMEOUT_SECONDS", v.number(float, 1, DAY_S), "300"),
+    Spec("HEARTBEAT_URL", v.optional(v.url), "", secret=True),
+    Spec("MONITOR_HTTP_PORT", v.optional(v.number(int, 1, 65535)), ""),
+    Spec("MONITOR_HTTP_HOST", v.text, "127.0.0.1"),
     # notifications and incidents
-    Spec("NOTIFY_URLS", _list, "", secret=True),
-    Spec("ALERT_AFTER_FAILURES", _number(int, 1), "2"),
-    Spec("RESOLVE_AFTER_SUCCESSES", _number(int, 1), "2"),
-    Spec("ALERT_REPEAT_HOURS", _number(float, 0.01), "6"),
-    Spec("FLAP_THRESHOLD", _number(int, 2), "4"),
-    Spec("FLAP_WINDOW", parse_duration, "2h"),
-    Spec("MAINTENANCE_WINDOWS", _maintenance, ""),
-    Spec("REPORT_WHEN_HEALTHY", _bool, "false"),
-    Spec("NOTIFY_RETRY_MAX_SECONDS", _number(float, 1), "60"),
+    Spec("NOTIFY_URLS", v.word_list, "", secret=True),
+    Spec("ALERT_AFTER_FAILURES", v.number(int, 1, 1000), "2"),
+    Spec("RESOLVE_AFTER_SUCCESSES", v.number(int, 1, 1000), "2"),
+    Spec("ALERT_REPEAT_HOURS", v.number(float, 0.01, 24 * 30), "6"),
+    Spec("FLAP_THRESHOLD", v.number(int, 2, 1000), "4"),
+    Spec("FLAP_WINDOW", v.duration(_SECOND, _WEEK), "2h"),
+    Spec("MAINTENANCE_WINDOWS", v.maintenance, ""),
+    Spec("REPORT_WHEN_HEALTHY", v.boolean, "false"),
+    Spec("NOTIFY_RETRY_MAX_SECONDS", v.number(float, 1, DAY_S), "60"),
+    Spec("MONITOR_NAME", v.optional_text, ""),  # empty: the host name (notify/messages.py)
 )
 
 
-def _choice(value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"must be one of {', '.join(allowed)}")
-    return value
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
-    """All settings, typed. Field names are the environment names in lower case."""
+    """All settings, typed: one field per Spec, named as its variable in lower case."""
 
-    values: Mapping[str, Any]
+    # X API credentials
+    twitter_api_key: str | None
+    twitter_api_secret: str | None
+    twitter_access_token: str | None
+    twitter_access_token_secret: str | None
+    twitter_bearer_token: str | None
+    twitter_client_id: str | None
+    twitter_client_secret: str | None
+    twitter_oauth2_refresh_token: str | None
+    twitter_api_base_url: str
+    twitter_api_tier: str
+    twitter_api_reserve_calls: int
+    # storage and logs
+    database_url: str
+    data_dir: Path
+    log_dir: Path
+    log_level: str
+    # health checks
+    check_timeout_seconds: float
+    connectivity_urls: tuple[str, ...]
+    disk_paths: tuple[Path, ...]
+    disk_warn_free_percent: float
+    disk_crit_free_percent: float
+    scheduler_service: str | None
+    scheduler_heartbeat_file: Path | None
+    scheduler_heartbeat_max_age_seconds: float
+    # recovery
+    dry_run: bool
+    max_post_attempts: int
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+    circuit_breaker_max_runs: int
+    circuit_breaker_window: timedelta
+    action_budget_per_hour: int
+    cleanup_paths: tuple[str, ...]
+    cleanup_min_age_hours: float
+    scheduler_restart_command: tuple[str, ...]
+    missed_post_grace_minutes: float
+    pipeline_log_files: tuple[Path, ...]
+    retention_days: int
+    # daemon
+    posting_times: tuple[time, ...]
+    precheck_lead_minutes: int
+    digest_time: time | None  # empty: no daily digest
+    monitor_timezone: tzinfo
+    sweep_interval: timedelta
+    job_timeout_seconds: float
+    heartbeat_url: str | None
+    monitor_http_port: int | None
+    monitor_http_host: str
+    # notifications and incidents
+    notify_urls: tuple[str, ...]
+    alert_after_failures: int
+    resolve_after_successes: int
+    alert_repeat_hours: float
+    flap_threshold: int
+    flap_window: timedelta
+    maintenance_windows: tuple[tuple[time, time], ...]
+    report_when_healthy: bool
+    notify_retry_max_seconds: float
+    monitor_name: str | None
+    # where they came from (not settings themselves)
     env_file: Path | None = None
     secret_values: tuple[str, ...] = field(default=(), repr=False)
     env_warnings: tuple[str, ...] = ()  # lines of the `.env` file that were ignored
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name.upper()]
-        except KeyError:
-            raise AttributeError(name) from None
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any], **origin: Any) -> Settings:
+        """Settings from {VARIABLE: typed value} for every Spec (plus env_file, secret_values…)."""
+        return cls(**{spec.env.lower(): values[spec.env] for spec in SPECS}, **origin)
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """{VARIABLE: typed value} for every setting."""
+        return {spec.env: getattr(self, spec.env.lower()) for spec in SPECS}
 
     def __repr__(self) -> str:
         return f"Settings(env_file={self.env_file})"
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with some typed values replaced (tests and the credential refresher use it)."""
-        values = dict(self.values)
-        values.update({key.upper(): value for key, value in overrides.items()})
-        return Settings(values, self.env_file, self.secret_values, self.env_warnings)
+        return dataclasses.replace(self, **{key.lower(): value for key, value in overrides.items()})
 
     def has_oauth1_credentials(self) -> bool:
         """True when all four OAuth 1.0a user-context values are set."""
-        return all(self.values[name] for name in OAUTH1_VARIABLES)
+        return all(getattr(self, name.lower()) for name in OAUTH1_VARIABLES)
 
     def public_view(self) -> dict[str, str]:
         """Every setting as printable text, with secrets shown only as set/unset."""
         shown = {}
         for spec in SPECS:
-            value = self.values[spec.env]
-            if spec.secret and spec.env != "DATABASE_URL":
-                shown[spec.env] = "<set>" if value else "<unset>"
-            elif spec.env == "DATABASE_URL":
+            value = getattr(self, spec.env.lower())
+            if spec.env == "DATABASE_URL":
                 shown[spec.env] = _without_password(value)
+            elif spec.secret:
+                shown[spec.env] = "<set>" if value else "<unset>"
             else:
                 shown[spec.env] = _printable(value)
         return shown
@@ -369,7 +271,7 @@ def _env_file_values(env_file: Path, environ: Mapping[str, str]) -> tuple[dict[s
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every setting (environment first, then the `.env` file, then defaults) or raise."""
     environ = dict(os.environ if environ is None else environ)
-    env_file = Path(environ.get("ENV_FILE") or ".env")
+    env_file = _env_file_path(environ.get("ENV_FILE"))
     from_file, ignored = _env_file_values(env_file, environ)
     merged = {**from_file, **environ}
     values: dict[str, Any] = {}
@@ -380,12 +282,30 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raw = raw.replace("{LOG_DIR}", str(values.get("LOG_DIR", "logs")))
         try:
             values[spec.env] = spec.parse(raw)
-        except ValueError as exc:
+        except (ValueError, ArithmeticError) as exc:  # parsers' messages never repeat the value
             raise ConfigError(spec.env, str(exc)) from None
     _cross_check(values)
     secrets = tuple(_secret_fragments(values))
     # env_file is kept even when missing: fixes say where to put it
-    return Settings(values, env_file, secrets, (ignored,) if ignored else ())
+    return Settings.from_values(values, env_file=env_file, secret_values=secrets,
+                                env_warnings=(ignored,) if ignored else ())
+
+
+def _env_file_path(named: str | None) -> Path:
+    """ENV_FILE, which must be a readable file when set, else `.env` (which may be missing)."""
+    if not named:
+        return Path(".env")
+    path = Path(named)
+    if path == NO_ENV_FILE:
+        return path
+    if not path.exists():
+        raise ConfigError("ENV_FILE", f"names {path}, which does not exist "
+                          "(unset ENV_FILE to use ./.env, or ENV_FILE=/dev/null for none)")
+    if not path.is_file():
+        raise ConfigError("ENV_FILE", f"names {path}, which is not a file")
+    if not os.access(path, os.R_OK):
+        raise ConfigError("ENV_FILE", f"names {path}, which this user cannot read (check its owner)")
+    return path
 
 
 def _cross_check(values: dict[str, Any]) -> None:

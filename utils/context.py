@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from utils.db import init_db, make_engine, utc_now
+from utils.http_client import make_session
+from utils.redact import register_secrets
 
 if TYPE_CHECKING:
     import requests
@@ -46,7 +48,6 @@ class MonitorContext:
     def __post_init__(self) -> None:
         # A pipeline that builds a context for `autonomiq_ledger.posting.post` gets the same redaction as
         # the monitor: X error texts echoing a credential never reach `posts.last_error` whole.
-        from utils.redact import register_secrets
 
         register_secrets(self.settings.secret_values)
 
@@ -70,8 +71,6 @@ class MonitorContext:
         """The shared HTTP session with default timeouts (not for the X API: see `x_client`)."""
         with self._lock:
             if self._session is None:
-                from utils.http_client import make_session
-
                 self._session = make_session(self.settings.check_timeout_seconds)
             return self._session
 

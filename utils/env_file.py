@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import stat
+import sys
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +81,10 @@ def _decoded(raw: bytes, known: Collection[str]) -> tuple[str, list[str], list[t
     return b"".join(pieces).decode("utf-8"), ignored, lost
 
 
-def _assigned(line: str) -> str | None:
+def _assigned(line: str) -> str:
+    """The name a line assigns, "" when it assigns none."""
     match = _ASSIGNMENT.match(line)
-    return match[1] if match else None
+    return match[1] if match else ""
 
 
 def _lines(original: str, first: int) -> Iterator[tuple[int, str]]:
@@ -109,7 +111,7 @@ def _inspect(binding: Binding, known: Collection[str], ignored: list[str],
             ignored.append(f"line {start} cannot be parsed")
     elif key is not None and binding.value is None:
         ignored.append(f"line {start} has no '='")
-    elif key in known and len(lines) > 1:
+    elif key is not None and key in known and len(lines) > 1:
         lost.append((key, f"line {start}: the value of {key} runs over {len(lines)} lines "
                           "(a quote not closed?)"))
     for number, line in lines[1:]:
@@ -133,10 +135,11 @@ def exposure(path: Path | None) -> str | None:
     if path is None:
         return None
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        found = os.stat(path)
     except OSError:
         return None
-    if not mode & 0o077:
+    mode = stat.S_IMODE(found.st_mode)
+    if not stat.S_ISREG(found.st_mode) or not mode & 0o077:  # /dev/null: no file
         return None
     how = "readable" if mode & 0o044 else "writable"
     return f"ENV_FILE {path} is {how} by other users (mode {mode:04o}): run chmod 600 {path}"
@@ -145,4 +148,24 @@ def exposure(path: Path | None) -> str | None:
 def config_warnings(settings: Settings) -> list[str]:
     """The configuration warnings `check` and `status` show: ignored `.env` lines, exposure."""
     exposed = exposure(settings.env_file)
-    return [*settings.env_warnings, *([exposed] if exposed else [])]
+    public = None
+    if settings.monitor_http_port and settings.monitor_http_host not in ("127.0.0.1", "localhost", "::1"):
+        public = (f"MONITOR_HTTP_HOST={settings.monitor_http_host} serves the status page and /metrics "
+                  "beyond this machine, without authentication (use 127.0.0.1 and an SSH tunnel)")
+    return [*settings.env_warnings, *([exposed] if exposed else []), *([public] if public else [])]
+
+
+def main(argv: list[str]) -> int:
+    """`python -m utils.env_file FILE NAME…`: each NAME's value as the monitor reads FILE, one a
+    line (empty when unset), so the setup script never parses `.env` its own way."""
+    if len(argv) < 2:
+        print("usage: python -m utils.env_file FILE NAME...", file=sys.stderr)
+        return 2
+    values = read_env(Path(argv[0]), ()).values
+    for name in argv[1:]:
+        print(values.get(name, "").replace("\n", " "))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -6,6 +6,8 @@ import logging
 import logging.handlers
 import os
 import sys
+import threading
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 from utils.redact import redact
@@ -21,8 +23,29 @@ _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERRO
              logging.CRITICAL: 2}
 
 
+# Libraries that write secrets at DEBUG (oauthlib: the signature base string with the access
+# token URL-encoded; tweepy and requests-oauthlib: OAuth headers): WARNING whatever LOG_LEVEL says.
+QUIET_LOGGERS = ("tweepy", "urllib3", "apscheduler.executors", "oauthlib", "requests_oauthlib")
+
+
 class RedactingFormatter(logging.Formatter):
-    """Formats as usual, then masks secrets in the whole line, traceback included."""
+    """Formats as usual (times with their UTC offset, in `zone`; the machine's zone when None),
+    then masks secrets in the whole line, traceback included."""
+
+    def __init__(self, fmt: str, zone: tzinfo | None = None) -> None:
+        super().__init__(fmt)
+        self.zone = zone
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        moment = datetime.fromtimestamp(record.created, self.zone).astimezone(self.zone)
+        return moment.isoformat(timespec="milliseconds")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802
+        # One entry, one line: a driver's multi-line error text would otherwise read as several
+        # entries (a traceback, from exc_info, is added after this and keeps its lines).
+        if "\n" in record.message:
+            record.message = " ".join(line.strip() for line in record.message.splitlines() if line.strip())
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -47,15 +70,17 @@ def stderr_is_journal() -> bool:
     return expected == f"{info.st_dev}:{info.st_ino}"
 
 
-def setup_logging(log_dir: Path, level: str = "INFO", *, stderr_level: str | None = None) -> None:
-    """Route all logging to LOG_DIR files and stderr (at `stderr_level`, default `level`)."""
+def setup_logging(log_dir: Path, level: str = "INFO", *, stderr_level: str | None = None,
+                  zone: tzinfo | None = None) -> None:
+    """Route all logging to LOG_DIR files and stderr (at `stderr_level`, default `level`), times
+    as ISO 8601 with offset in `zone` (MONITOR_TIMEZONE)."""
     root = logging.getLogger()
     for owner in (root, logging.getLogger(FAILURE_LOGGER)):
         for handler in list(owner.handlers):
             owner.removeHandler(handler)
             handler.close()
     root.setLevel(level)
-    file_format = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    file_format = RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", zone)
     try:
         log_dir.mkdir(parents=True, exist_ok=True)
         main = logging.handlers.RotatingFileHandler(
@@ -71,10 +96,9 @@ def setup_logging(log_dir: Path, level: str = "INFO", *, stderr_level: str | Non
     err = logging.StreamHandler(sys.stderr)
     err.setLevel(stderr_level or level)
     err.setFormatter(JournalFormatter("%(name)s: %(message)s") if stderr_is_journal()
-                     else RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                     else RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", zone))
     root.addHandler(err)
-    # Chatty libraries: tweepy logs whole request headers (OAuth) at DEBUG.
-    for name in ("tweepy", "urllib3", "apscheduler.executors", "requests_oauthlib"):
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
@@ -88,3 +112,28 @@ def log_failure(log: logging.Logger, exc: BaseException, message: str, *args: ob
         log.error(message + ": %s", *args, f"{type(exc).__name__}: {exc}".splitlines()[0])
     else:
         log.exception(message, *args)
+
+
+class OutageLog:
+    """Says that `what` fails once until it works again, then once that it works: an outage that
+    lasts an hour of sweeps is two log lines, not one a sweep. Safe to share between threads."""
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self.log, self.what = log, what
+        self._failing = False
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException) -> None:
+        """Record a failure; logged only when it starts an outage."""
+        with self._lock:
+            starts, self._failing = not self._failing, True
+        if starts:
+            self.log.warning("%s failed (said once until it works again): %s", self.what,
+                             f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+
+    def worked(self) -> None:
+        """Record a success; logged only when it ends an outage."""
+        with self._lock:
+            ends, self._failing = self._failing, False
+        if ends:
+            self.log.info("%s works again", self.what)
