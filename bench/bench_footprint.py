@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,73 @@ def _sample(proc: Any) -> dict[str, float]:
             "threads": proc.num_threads()}
 
 
+def watch_sweeps(child: Any, proc: Any, notify: NotifySocket, sweeps: int, interval_s: float,
+                 stderr_path: Path) -> list[dict[str, float]]:
+    """One memory sample after each of `sweeps` sweeps the daemon reports (STATUS=sweep:…)."""
+    samples: list[dict[str, float]] = []
+    seen = 0
+    sweep_started = time.monotonic()
+    while seen < sweeps:
+        if child.poll() is not None:
+            raise RuntimeError("the daemon died:\n" + stderr_path.read_text()[-3000:])
+        done = notify.count("STATUS=sweep:")
+        if done > seen:
+            seen = done
+            elapsed = round(time.monotonic() - sweep_started, 2)
+            samples.append({"sweep": seen, "t_s": elapsed, **_sample(proc)})
+            if seen % 10 == 0 or seen == sweeps:
+                print(f"  {seen}/{sweeps} sweeps, rss {samples[-1]['rss_mb']:.1f} MB", flush=True)
+        time.sleep(min(0.2, interval_s / 10))
+    return samples
+
+
+def backlog_growth(result: BenchResult) -> None:
+    """The bad day: a daemon sweeping a 100k-row backlog (50k failed, 50k due retries) against the
+    double's free-tier cap; RSS growth from sweep 10 to the last (target ≤ 2 MB)."""
+    import psutil
+
+    from bench.bench_api_budget import load_backlog
+    from utils.db import init_db, make_engine
+
+    sweeps = 20 if result.quick else 100
+    rows = 10_000 if result.quick else 100_000
+    with tempfile.TemporaryDirectory(prefix="bench-backlog-") as tmp, loopback_web() as web, \
+            x_double() as x_api:
+        tmp_path = Path(tmp)
+        notify = NotifySocket(tmp_path / "notify.sock")
+        env = bench_env(tmp_path, x_api.base_url, web, SWEEP_INTERVAL="1s", NOTIFY_SOCKET=notify.path,
+                        CHECK_TIMEOUT_SECONDS="5", ACTION_BUDGET_PER_HOUR="10000",
+                        CIRCUIT_BREAKER_MAX_RUNS="1000")
+        engine = make_engine(env["DATABASE_URL"])
+        init_db(engine)
+        load_backlog(engine, datetime.now(UTC), rows // 2, rows // 2)
+        engine.dispose()
+        stderr_path = tmp_path / "daemon.stderr"
+        with stderr_path.open("wb") as err:
+            child = subprocess.Popen([sys.executable, str(ROOT / "autonomous_monitor.py"), "run"],
+                                     cwd=ROOT, env=_child_env(env), stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            samples = watch_sweeps(child, psutil.Process(child.pid), notify, sweeps, 1.0, stderr_path)
+        finally:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(10)
+            notify.close()
+        posts = x_api.calls["POST /2/tweets"]
+    tenth, last = samples[9], samples[-1]
+    growth = last["rss_mb"] - tenth["rss_mb"]
+    result.add(f"backlog of {rows:,} rows: RSS growth, sweep 10 → {len(samples)}", round(growth, 2), "MB",
+               round(tenth["rss_mb"], 1), "RSS after sweep 10", f"≤ {GROWTH_TARGET_MB:g} MB",
+               growth <= GROWTH_TARGET_MB)
+    result.add(f"backlog: RSS after sweep {len(samples)}", round(last["rss_mb"], 1), "MB")
+    result.add(f"backlog: POST /2/tweets over {len(samples)} sweeps", posts, "calls", 17,
+               "free tier per 24 h", "≤ 17", posts <= 17)
+    result.details["backlog"] = {"rows": rows, "samples": [*samples[:: max(1, len(samples) // 20)], last]}
+
+
 OPTIONAL = ("apprise", "psycopg", "pymysql", "prometheus_client", "dotenv", "yaml", "markdown")
 
 
@@ -157,19 +225,7 @@ def measure(result: BenchResult) -> None:
             if notify.wait_for(lambda m: m.startswith("STATUS=startup:"), 60) is None:
                 raise RuntimeError("the start-up round did not finish")
             after_startup = _sample(proc)
-            seen = 0
-            sweep_started = time.monotonic()
-            while seen < sweeps:
-                if child.poll() is not None:
-                    raise RuntimeError("the daemon died:\n" + stderr_path.read_text()[-3000:])
-                done = notify.count("STATUS=sweep:")
-                if done > seen:
-                    seen = done
-                    samples.append({"sweep": seen, "t_s": round(time.monotonic() - sweep_started, 2),
-                                    **_sample(proc)})
-                    if seen % 10 == 0 or seen == sweeps:
-                        print(f"  {seen}/{sweeps} sweeps, rss {samples[-1]['rss_mb']:.1f} MB", flush=True)
-                time.sleep(min(0.2, interval_s / 10))
+            samples = watch_sweeps(child, proc, notify, sweeps, interval_s, stderr_path)
             outcomes = [m for _, m in notify.messages if m.startswith("STATUS=sweep:")]
             stop_started = time.monotonic()
             child.send_signal(signal.SIGTERM)
@@ -218,5 +274,10 @@ def measure(result: BenchResult) -> None:
                         f"baselines measured with psutil imported ({psutil_mb - bare_mb:+.1f} MB of it)")
 
 
+def measure_all(result: BenchResult) -> None:
+    measure(result)
+    backlog_growth(result)
+
+
 if __name__ == "__main__":
-    sys.exit(bench_main("footprint", "2. Daemon footprint (idle, short sweep interval)", measure))
+    sys.exit(bench_main("footprint", "2. Daemon footprint (idle, then a bad day's backlog)", measure_all))

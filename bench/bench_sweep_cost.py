@@ -11,6 +11,7 @@ Target: flat or logarithmic, i.e. 1M-row time ≤ 3 × the 100-row time (log 10�
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import tempfile
@@ -89,29 +90,11 @@ def scratch_postgres() -> Iterator[str]:
 
 
 def bulk_load(engine: Any, rows: Iterator[tuple[Any, ...]], *, analyze: bool) -> None:
-    """executemany on SQLite (naive UTC text as SQLAlchemy stores it), COPY on PostgreSQL."""
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        if engine.dialect.name == "sqlite":
-            marks = ", ".join("?" for _ in COLUMNS)
-            cursor.executemany(f"INSERT INTO posts ({', '.join(COLUMNS)}) VALUES ({marks})",
-                               (tuple(_sqlite_value(v) for v in row) for row in rows))
-            if analyze:  # `PRAGMA optimize` or a person may; the monitor never does
-                cursor.execute("ANALYZE")
-        else:
-            with cursor.copy(f"COPY posts ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(tuple(v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime)
-                                         else v for v in row))
-        raw.commit()
-        if engine.dialect.name != "sqlite":
-            raw.driver_connection.autocommit = True  # VACUUM cannot run inside a transaction
-            cursor.execute("VACUUM ANALYZE posts")  # what autovacuum does shortly after a bulk load
-            raw.driver_connection.autocommit = False
-        cursor.close()
-    finally:
-        raw.close()
+    """The posts: executemany on SQLite (naive UTC text as SQLAlchemy stores it), COPY on PostgreSQL."""
+    bulk_insert(engine, "posts", COLUMNS, rows)
+    if analyze and engine.dialect.name == "sqlite":  # `PRAGMA optimize` or a person may; we never do
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
 
 
 def _sqlite_value(value: Any) -> Any:
@@ -265,11 +248,149 @@ def _short_sql(sql: str) -> str:
     return sql if len(sql) < 220 else sql[:217] + "…"
 
 
+# --- the monitor's own tables ----------------------------------------------------------------------
+
+MONITOR_ROWS = 1_000_000
+MONITOR_ROWS_QUICK = 100_000
+MONITOR_RATIO, MONITOR_SLACK_MS = 1.25, 5.0
+MONITOR_BACKENDS = tuple(os.environ.get("BENCH_MONITOR_BACKENDS", "sqlite,postgresql").split(","))
+MONITOR_REPEATS = 15  # medians of 15: the figures are tens of milliseconds on a shared machine
+CHECK_NAMES = ("database", "disk_space", "internet", "scheduler", "twitter_api", "safe_mode")
+
+
+def monitor_rows(size: int, now: datetime) -> dict[str, tuple[tuple[str, ...], Iterator[tuple[Any, ...]]]]:
+    """`size` rows for each monitor table: check history, actions, resolved incidents and their
+    flip state, all older than the sweep's own rows (what a year of a bad day leaves without pruning)."""
+    def at(i: int) -> datetime:
+        return now - timedelta(days=400) + timedelta(seconds=30 * i)
+
+    def incident_key(i: int) -> str:
+        return f"failure:server_error:post:{i}"
+
+    return {
+        "health_checks": (("name", "status", "detail", "duration_ms", "data", "trigger", "checked_at"),
+                          ((CHECK_NAMES[i % len(CHECK_NAMES)], "ok", "fine", 1.5, "{}", "sweep", at(i))
+                           for i in range(size))),
+        "actions": (("routine", "target", "reason", "outcome", "detail", "dry_run", "started_at",
+                     "duration_ms"),
+                    (("retry_transient", f"post:{i}", "server_error", "retry_scheduled", "attempt 2 at …",
+                      False, at(i), 3.0) for i in range(size))),
+        "incidents": (("key", "status", "severity", "title", "detail", "opened_at", "updated_at",
+                       "resolved_at", "failure_count", "success_streak", "actions_taken", "flapping",
+                       "failure_streak"),
+                      ((incident_key(i), "resolved", "critical", "post failed", "503", at(i), at(i), at(i),
+                        1, 2, "retry_transient", False, 0) for i in range(size))),
+        "monitor_state": (("key", "value", "updated_at"),
+                          ((f"incident:flips:{incident_key(i)}", '{"failing": false, "times": []}', at(i))
+                           for i in range(size))),
+    }
+
+
+def bulk_insert(engine: Any, table: str, columns: tuple[str, ...], rows: Iterator[tuple[Any, ...]]) -> None:
+    """executemany on SQLite, COPY on PostgreSQL (then ANALYZE, as autovacuum would)."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        if engine.dialect.name == "sqlite":
+            marks = ", ".join("?" for _ in columns)
+            cursor.executemany(f'INSERT INTO {table} ({", ".join(columns)}) VALUES ({marks})',
+                               (tuple(_sqlite_value(v) for v in row) for row in rows))
+        else:
+            quoted = ", ".join(f'"{c}"' for c in columns)
+            with cursor.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(tuple(v.astimezone(UTC).replace(tzinfo=None) if isinstance(v, datetime)
+                                         else v for v in row))
+        raw.commit()
+        if engine.dialect.name != "sqlite":
+            raw.driver_connection.autocommit = True
+            cursor.execute(f"VACUUM ANALYZE {table}")
+            raw.driver_connection.autocommit = False
+        cursor.close()
+    finally:
+        raw.close()
+
+
+@contextmanager
+def _monitor_with(backend: str, rows: int, x_api: Any, web: str, tmp: Path) -> Iterator[Any]:
+    """A monitor (as the daemon builds it) on a fresh database with `rows` rows in each monitor
+    table, swept once to warm its caches and connections."""
+    from sqlalchemy import create_engine
+
+    from autonomous_monitor import AutonomousMonitor
+    from utils.config import load_settings
+    from utils.redact import register_secrets
+
+    name = f"monitor-{backend}-{rows}"
+    database = scratch_postgres() if backend == "postgresql" else _sqlite_url(tmp, name)
+    with database as url:
+        settings = load_settings(bench_env(tmp / name, x_api.base_url, web, DATABASE_URL=url,
+                                           CHECK_TIMEOUT_SECONDS="5"))
+        register_secrets(settings.secret_values)
+        monitor = AutonomousMonitor.from_settings(settings)
+        try:
+            assert monitor.ctx.engine is not None  # its first use creates the tables
+            loader = create_engine(url)  # unbounded: a 1M-row COPY outlasts the monitor's statement timeout
+            for table, (columns, data) in monitor_rows(rows, monitor.ctx.now()).items():
+                bulk_insert(loader, table, columns, data)
+            loader.dispose()
+            monitor.run_sweep()
+            yield monitor
+        finally:
+            monitor.close()
+
+
+def _monitor_case(backend: str, rows: int, x_api: Any, web: str, tmp: Path) -> dict[str, dict[str, float]]:
+    """Median steady sweep (the daemon's: checks, ledger, logs, incidents) and `status` times on
+    empty monitor tables and with `rows` rows in each, measured alternately so that the machine's
+    load drifts alike for both."""
+    from daemon.status_report import gather_status
+
+    times: dict[str, dict[str, list[float]]] = {case: {"sweep_ms": [], "status_ms": []}
+                                                for case in ("empty", "full")}
+    with _monitor_with(backend, 0, x_api, web, tmp) as empty, \
+            _monitor_with(backend, rows, x_api, web, tmp) as full:
+        for _ in range(MONITOR_REPEATS):
+            for case, monitor in (("empty", empty), ("full", full)):
+                started = time.perf_counter()
+                monitor.run_sweep()
+                times[case]["sweep_ms"].append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                gather_status(monitor.ctx)
+                times[case]["status_ms"].append((time.perf_counter() - started) * 1000)
+    return {case: {what: median(values) for what, values in found.items()} for case, found in times.items()}
+
+
+def monitor_tables(result: BenchResult, x_api: Any, web: str, tmp: Path) -> dict[str, Any]:
+    """Steady sweep and `status` with 1M rows in each monitor table against empty tables."""
+    rows = MONITOR_ROWS_QUICK if result.quick else MONITOR_ROWS
+    found: dict[str, Any] = {}
+    for backend in MONITOR_BACKENDS:
+        try:
+            measured = _monitor_case(backend, rows, x_api, web, tmp)
+            empty, full = measured["empty"], measured["full"]
+        except Exception as exc:  # no PostgreSQL here: say so, keep SQLite's numbers
+            if backend != "postgresql":
+                raise
+            result.notes.append(f"monitor tables on postgresql skipped: {type(exc).__name__}: {exc}")
+            continue
+        found[backend] = {"empty": empty, "full": full}
+        for what, label in (("sweep_ms", "steady sweep"), ("status_ms", "status")):
+            limit = MONITOR_RATIO * empty[what] + MONITOR_SLACK_MS
+            result.add(f"{backend} {rows:,} rows in each monitor table: {label}", round(full[what], 1),
+                       "ms", round(empty[what], 1), "empty monitor tables",
+                       f"≤ {MONITOR_RATIO:g}× + {MONITOR_SLACK_MS:g} ms = {limit:.1f} ms",
+                       full[what] <= limit)
+        print(f"  monitor tables {backend}: empty {empty}, {rows:,} rows {full}", flush=True)
+    return found
+
+
 def measure(result: BenchResult) -> None:
     sizes = QUICK_SIZES if result.quick else FULL_SIZES
     details: dict[str, Any] = {"sizes": sizes, "steady_sweeps": STEADY_SWEEPS}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp, loopback_web() as web, \
             x_double() as x_api:
+        details["monitor_tables"] = monitor_tables(result, x_api, web, Path(tmp))
         for backend in BACKENDS:
             try:
                 details[backend] = one_backend(result, backend, sizes, x_api, web, Path(tmp))

@@ -176,7 +176,7 @@ def hanging_web() -> Iterator[str]:
 
 
 def fake_secrets() -> dict[str, str]:
-    from tests.conftest import FAKE_SECRETS
+    from tests.support.environment import FAKE_SECRETS
 
     return dict(FAKE_SECRETS)
 
@@ -184,13 +184,13 @@ def fake_secrets() -> dict[str, str]:
 def bench_env(tmp: Path, x_api_url: str, web_url: str, **overrides: str) -> dict[str, str]:
     """The tests' monitor environment in `tmp`, plus a scheduler heartbeat that never goes stale
     (so the scheduler check is ok and restarts nothing). Unset settings keep their defaults."""
-    from tests.conftest import monitor_env
+    from tests.support.environment import monitor_env
 
     heartbeat = tmp / "scheduler.heartbeat"
     tmp.mkdir(parents=True, exist_ok=True)
     heartbeat.touch()
     return {**monitor_env(tmp, x_api_url, web_url), "SCHEDULER_HEARTBEAT_FILE": str(heartbeat),
-            "SCHEDULER_HEARTBEAT_MAX_AGE_SECONDS": str(10 * 365 * 86400), **overrides}
+            "SCHEDULER_HEARTBEAT_MAX_AGE_SECONDS": str(7 * 86400), **overrides}
 
 
 def median(values: list[float]) -> float:

@@ -25,10 +25,20 @@ def save_results(engine: Engine, results: list[CheckResult], trigger: str) -> No
 
 
 def latest_results(engine: Engine) -> list[dict[str, Any]]:
-    """The newest stored result of every check, oldest name first."""
-    newest = (select(health_checks.c.name, func.max(health_checks.c.id).label("id"))
-              .group_by(health_checks.c.name).subquery())
-    query = (select(health_checks).join(newest, health_checks.c.id == newest.c.id)
+    """The newest stored result of every check, oldest name first.
+
+    Index probes only (`ix_health_checks_name_id`), so the cost does not grow with the history:
+    a recursive skip scan finds the distinct names (each next one is the smallest above the
+    last), then the highest id of each; one round trip.
+    """
+    step = health_checks.alias("step")
+    names = select(func.min(health_checks.c.name).label("name")).cte("names", recursive=True)
+    names = names.union_all(
+        select(select(func.min(step.c.name)).where(step.c.name > names.c.name).scalar_subquery())
+        .where(names.c.name.is_not(None)))
+    newest = health_checks.alias("newest")
+    latest_id = select(func.max(newest.c.id)).where(newest.c.name == names.c.name).scalar_subquery()
+    query = (select(health_checks).select_from(names).join(health_checks, health_checks.c.id == latest_id)
              .order_by(health_checks.c.name))
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]

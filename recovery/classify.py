@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import TypeVar
 
 from recovery.error_patterns import (
     CODE_PATTERNS,
@@ -29,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 MAX_TEXT = 16_384  # enough for a traceback's last frames and an error body; bounds regex time
 _CHAIN_DEPTH = 8
+_T = TypeVar("_T", str, bytes)
 _HTTP_STATUSES = frozenset(int(status) for status in HTTPStatus)
 
 
@@ -84,11 +86,21 @@ def _gather(error: BaseException | str | bytes | None) -> list[_Evidence]:
     if error is None:
         return [_Evidence("", None)]
     if isinstance(error, bytes | bytearray):
-        error = bytes(error[:MAX_TEXT]).decode("utf-8", errors="replace")
+        error = _head_and_tail(bytes(error)).decode("utf-8", errors="replace")
     if isinstance(error, str):
-        text = error[:MAX_TEXT]
-        return [_Evidence(_with_tokens(text, _codes_in(text), ()), _status_in(text))]
+        text = _head_and_tail(error)
+        return [_Evidence(with_tokens(text, _codes_in(text), ()), _status_in(text))]
     return [_from_exception(exc) for exc in _chain(error)]
+
+
+def _head_and_tail(text: _T) -> _T:
+    """At most MAX_TEXT of `text`: its head (what was raised) and its tail (a traceback's last
+    line, X's body at the end of a long log), so an error at the end of 1 MB still counts."""
+    if len(text) <= MAX_TEXT:
+        return text
+    half = MAX_TEXT // 2
+    gap = b"\n...\n" if isinstance(text, bytes) else "\n...\n"
+    return text[:half] + gap + text[-half:]  # type: ignore[operator]
 
 
 def _from_exception(exc: BaseException) -> _Evidence:
@@ -97,7 +109,7 @@ def _from_exception(exc: BaseException) -> _Evidence:
     codes = [code for code in getattr(exc, "api_codes", None) or () if isinstance(code, int)]
     codes += _codes_in(text)
     errnos = [exc.errno] if isinstance(exc, OSError) and isinstance(exc.errno, int) else []
-    return _Evidence(_with_tokens(text, codes, errnos), status or _status_in(text))
+    return _Evidence(with_tokens(text, codes, errnos), status or _status_in(text))
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -130,7 +142,7 @@ def _response_of(exc: BaseException) -> tuple[str, int | None]:
 def _safe_str(exc: BaseException) -> str:
     try:
         return str(exc)
-    except Exception:
+    except Exception:  # a hostile or broken __str__ must not break a sweep
         return repr(exc.args)[:MAX_TEXT]
 
 
@@ -139,10 +151,10 @@ def _status_in(text: str) -> int | None:
         match = pattern.search(text)
         if match and int(match.group(1)) in _HTTP_STATUSES:
             return int(match.group(1))
-    return _status_in_json(text)
+    return status_in_json(text)
 
 
-def _status_in_json(text: str) -> int | None:
+def status_in_json(text: str) -> int | None:
     stripped = text.strip()
     if not stripped.startswith("{"):
         return None
@@ -158,7 +170,7 @@ def _codes_in(text: str) -> list[int]:
             for pattern in CODE_PATTERNS for match in pattern.finditer(text)]
 
 
-def _with_tokens(text: str, codes: list[int] | tuple[int, ...], errnos: list[int] | tuple[int, ...]) -> str:
+def with_tokens(text: str, codes: list[int] | tuple[int, ...], errnos: list[int] | tuple[int, ...]) -> str:
     tokens = [f"v1code={code}" for code in dict.fromkeys(codes)]
     tokens += [f"errno={errno_names.errorcode.get(number, number)}" for number in dict.fromkeys(errnos)]
     return f"{text}\n[{' '.join(tokens)}]" if tokens else text

@@ -137,8 +137,10 @@ RULES: tuple[Rule, ...] = (
 
 # Where a bare string carries an HTTP status: tweepy's "429 Too Many Requests", JSON
 # `"status": 429`, node twitter-api-v2's "Request failed with code 429", "HTTP 503" …
-_REASONS = "|".join(sorted({re.escape(status.phrase) for status in HTTPStatus if status >= 400}
-                           | {"Gateway Time-out", "Request Timeout"}, key=len, reverse=True))
+ERROR_PHRASES: tuple[str, ...] = tuple(sorted({status.phrase for status in HTTPStatus if status >= 400}
+                                             | {"Gateway Time-out", "Request Timeout"},
+                                             key=lambda phrase: len(re.escape(phrase)), reverse=True))
+_REASONS = "|".join(re.escape(phrase) for phrase in ERROR_PHRASES)
 STATUS_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(rf"\b([45]\d\d) (?:{_REASONS}|Client Error|Server Error)\b", re.I),  # + requests
     re.compile(rf"\b([45]\d\d) \((?:{_REASONS})\)", re.I),  # twython: "returned a 403 (Forbidden)"
@@ -161,6 +163,8 @@ CODE_PATTERNS: tuple[re.Pattern[str], ...] = (
 # tracebacks, failures (ERROR_WORDS, searched in the lower-cased line), HTTP error statuses.
 # They run on every log line, so they stay cheap scans (≈ 1 µs a line): literal alternations,
 # no re.IGNORECASE, no leading `\b` or `\w*`.
+ERROR_WORD_STEMS = ("error", "critical", "fatal", "severe", "emerg", "alert", "panic", "exception",
+                    "exceeded", "depleted", "traceback", "fail")  # every ERROR_WORDS match starts so
 ERROR_WORDS = re.compile(
     r"(?:error|critical|fatal|severe|emerg|alert|panic|exception|exceeded|depleted|traceback"
     r"|fail(?:ed|ure|s)?)\b"

@@ -39,14 +39,15 @@ from utils.failure_classes import AMBIGUOUS, FailureClass
 from utils.x_client import build_client
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "error_corpus.json").read_text())
-MIN_ACCURACY = 0.95
+MIN_ACCURACY = 1.0  # the corpus scores 100 %: any text it gets wrong now is a regression
 
 
 def test_corpus_is_large_real_and_covers_every_class() -> None:
     assert len(CORPUS) >= 60
     assert all(entry["source"].strip() for entry in CORPUS)
     covered = {entry["expected"] for entry in CORPUS}
-    assert covered >= {str(c) for c in FailureClass} - {"scheduler"}
+    # scheduler, safe_mode and bad_row come from the monitor itself, never from an error text
+    assert covered >= {str(c) for c in FailureClass} - {"scheduler", "safe_mode", "bad_row"}
 
 
 def test_corpus_accuracy() -> None:
@@ -125,6 +126,7 @@ def test_is_error_line(line: str, expected: bool) -> None:
     assert is_error_line(line) is expected
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=2000))
 def test_arbitrary_text_never_crashes(value: str) -> None:
@@ -146,9 +148,17 @@ def test_hostile_exception_is_unknown_not_a_crash() -> None:
     assert classify(Weird()).failure_class == FailureClass.UNKNOWN
 
 
-def test_huge_text_is_bounded() -> None:
-    assert classify("x" * 5_000_000 + " 429 Too Many Requests").failure_class == FailureClass.UNKNOWN
+def test_huge_text_is_read_at_head_and_tail_in_bounded_time() -> None:
+    import time
+
+    started = time.perf_counter()
+    assert classify("x" * 5_000_000 + " 429 Too Many Requests").failure_class == FailureClass.RATE_LIMIT
     assert classify("429 Too Many Requests " + "x" * 5_000_000).failure_class == FailureClass.RATE_LIMIT
+    assert classify(b"x " * 500_000 + b"503 Service Unavailable").failure_class == FailureClass.SERVER_ERROR
+    # the middle is not read: a 1 MB error costs what a 16 KB one does
+    assert classify("x" * 500_000 + " 429 Too Many Requests " + "x" * 500_000).failure_class \
+        == FailureClass.UNKNOWN
+    assert time.perf_counter() - started < 2
 
 
 # --- real exceptions from the real tweepy client against the X API double -------------------
@@ -170,7 +180,7 @@ def x_api(shared_api: XApiDouble) -> Iterator[XApiDouble]:
 
 @pytest.fixture
 def env(tmp_path: Path, x_api: XApiDouble) -> dict[str, str]:
-    return {**FAKE_SECRETS, "ENV_FILE": str(tmp_path / "missing.env"), "TWITTER_API_BASE_URL": x_api.base_url,
+    return {**FAKE_SECRETS, "ENV_FILE": "/dev/null", "TWITTER_API_BASE_URL": x_api.base_url,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'monitor.db'}", "DATA_DIR": str(tmp_path),
             "LOG_DIR": str(tmp_path / "logs"), "MONITOR_TIMEZONE": "UTC", "CHECK_TIMEOUT_SECONDS": "3"}
 
@@ -221,6 +231,7 @@ def test_real_duplicate_from_the_double(x_api: Any, env: dict[str, str], make_ct
     assert classify(str(exc)).failure_class == FailureClass.DUPLICATE
 
 
+@pytest.mark.slow
 def test_real_hang_is_timeout(x_api: Any, env: dict[str, str], make_ctx: Any) -> None:
     x_api.script(TWEETS, Reply(mode="hang"))  # until the double stops: no late write
     exc = _post_error(make_ctx, env, timeout_s=0.3)

@@ -36,7 +36,8 @@ def log(tmp_path: Path) -> Path:
 @pytest.fixture
 def env(tmp_path: Path, log: Path) -> dict[str, str]:
     """Only what log reading needs (no X API double, no web: their teardown costs a second)."""
-    return {**FAKE_SECRETS, "ENV_FILE": str(tmp_path / "missing.env"),
+    (tmp_path / "data").mkdir(exist_ok=True)  # the settings refuse an SQLite file in a missing folder
+    return {**FAKE_SECRETS, "ENV_FILE": "/dev/null",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'monitor.db'}",
             "DATA_DIR": str(tmp_path / "data"), "LOG_DIR": str(log.parent), "MONITOR_TIMEZONE": "UTC"}
 
@@ -248,6 +249,7 @@ _fuzz_engine = make_engine(f"sqlite:///{_scratch.name}/fuzz.db")
 init_db(_fuzz_engine)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.binary(max_size=3000), max_size=4))
 def test_arbitrary_bytes_in_a_log_never_crash_the_scan(chunks: list[bytes]) -> None:
@@ -261,6 +263,7 @@ def test_arbitrary_bytes_in_a_log_never_crash_the_scan(chunks: list[bytes]) -> N
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=60).map(lambda raw: raw.replace(b"\n", b"")), max_size=12),
        st.integers(1, 70), st.integers(1, 40), st.booleans())
+@pytest.mark.slow
 def test_chunked_reading_matches_a_plain_split(lines: list[bytes], chunk_bytes: int, cap: int,
                                                trailing_newline: bool) -> None:
     data = b"\n".join(lines) + (b"\n" if trailing_newline and lines else b"")
@@ -287,3 +290,91 @@ def test_a_logged_exception_text_spanning_lines_is_one_record(ctx: Any, log: Pat
                 "Usage cap exceeded: Monthly product cap\n")
     events = scan_file(ctx.engine, log, ctx.now())
     assert sorted(event.failure_class for event in events) == ["duplicate", "usage_cap"]
+
+
+CHAIN_TIMEOUT = ("2026-11-28 08:00:00,000 ERROR pipeline.post: post 4 failed\n"
+                 "Traceback (most recent call last):\n"
+                 '  File "/venv/urllib3/connectionpool.py", line 536, in _make_request\n'
+                 "TimeoutError: The read operation timed out\n"
+                 "\n"
+                 "During handling of the above exception, another exception occurred:\n"
+                 "\n"
+                 "Traceback (most recent call last):\n"
+                 '  File "/venv/requests/adapters.py", line 713, in send\n'
+                 "requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.twitter.com', port=443): "
+                 "Read timed out. (read timeout=30)\n")
+# The inner error alone would say `database` (its rule comes first); the outermost says 429.
+CHAIN_CAUSE = ("2026-11-28 08:00:01,000 ERROR pipeline.post: post 5 failed\n"
+               "Traceback (most recent call last):\n"
+               '  File "/venv/psycopg/connection.py", line 119, in connect\n'
+               "psycopg.OperationalError: connection failed: Connection refused\n"
+               "\n"
+               "The above exception was the direct cause of the following exception:\n"
+               "\n"
+               "Traceback (most recent call last):\n"
+               '  File "/srv/bot/post.py", line 12, in post\n'
+               "tweepy.errors.TooManyRequests: 429 Too Many Requests\n"
+               "Too Many Requests\n")
+NEXT_ENTRY = "2026-11-28 08:00:05,000 INFO pipeline: next\n"
+
+
+@pytest.mark.parametrize("matcher", ["reference", "re2", "python"])
+def test_a_chained_traceback_is_one_record_classified_by_its_outermost_exception(ctx: Any, log: Path,
+                                                                                 matcher: str) -> None:
+    append(log, CHAIN_TIMEOUT + NEXT_ENTRY + CHAIN_CAUSE + NEXT_ENTRY)
+    events = scan_file(ctx.engine, log, ctx.now(), matcher=matcher)
+    assert [(e.failure_class, e.count, e.rule, e.first_offset) for e in events] == [
+        ("timeout", 1, "net-timeout", 0), ("rate_limit", 1, "x-rate-limit", len(CHAIN_TIMEOUT + NEXT_ENTRY))]
+    timeout, rate_limit = (event.first_line for event in events)
+    # the chain is kept in the detail, outermost first
+    assert timeout.startswith("2026-11-28 08:00:00,000 ERROR pipeline.post: post 4 failed … "
+                              "requests.exceptions.ReadTimeout")
+    assert timeout.index("ReadTimeout") < timeout.index("⟵ TimeoutError: The read operation timed out")
+    assert "TooManyRequests: 429 Too Many Requests" in rate_limit
+    assert "⟵ psycopg.OperationalError" in rate_limit
+
+
+def test_a_chain_whose_outermost_exception_says_nothing_is_classified_by_the_chain(ctx: Any,
+                                                                                   log: Path) -> None:
+    outer = CHAIN_TIMEOUT.splitlines()[-1]
+    append(log, CHAIN_TIMEOUT.replace(outer, "KeyError: 'text'"))
+    assert [(e.failure_class, e.count) for e in scan_file(ctx.engine, log, ctx.now())] == [("timeout", 1)]
+
+
+def test_a_blank_line_not_followed_by_a_chain_still_ends_the_record(ctx: Any, log: Path) -> None:
+    append(log, "2026-11-28 09:00:00,000 ERROR pipeline.post: post 6 failed\n"
+                "Traceback (most recent call last):\n"
+                '  File "/srv/bot/post.py", line 12, in post\n'
+                "KeyError: 'text'\n"
+                "\n"
+                "Traceback (most recent call last):\n"
+                "tweepy.errors.TooManyRequests: 429 Too Many Requests\n")
+    events = scan_file(ctx.engine, log, ctx.now(), matcher="reference")
+    assert sorted((e.failure_class, e.count) for e in events) == [("rate_limit", 1), ("unknown", 1)]
+
+
+def test_a_chain_split_across_two_scans_is_not_lost(ctx: Any, log: Path) -> None:
+    head, _, tail = CHAIN_TIMEOUT.partition("During handling")
+    append(log, head)
+    first = scan_file(ctx.engine, log, ctx.now())
+    append(log, "During handling" + tail + NEXT_ENTRY)
+    second = scan_file(ctx.engine, log, ctx.now())
+    assert [(e.failure_class, e.count) for e in first] == [("timeout", 1)]
+    assert [(e.failure_class, e.count) for e in second] == [("timeout", 1)]  # the rest, on its own
+
+
+@pytest.mark.parametrize("matcher", ["reference", "re2", "python"])
+def test_rotation_and_truncation_give_every_path_the_same_events(ctx: Any, log: Path, matcher: str) -> None:
+    append(log, NETWORK_LINE.format(1) + CHAIN_TIMEOUT)
+    assert [(e.failure_class, e.count) for e in scan_file(ctx.engine, log, ctx.now(), matcher=matcher)] == [
+        ("network", 1), ("timeout", 1)]
+    append(log, CHAIN_CAUSE)  # written just before rotation: read from the rotated file first
+    log.rename(log.with_name(log.name + ".1"))
+    append(log, NEXT_ENTRY + NETWORK_LINE.format(2))
+    events = scan_file(ctx.engine, log, ctx.now(), matcher=matcher)
+    assert [(e.failure_class, e.count, e.first_offset) for e in events] == [
+        ("rate_limit", 1, len(NETWORK_LINE.format(1) + CHAIN_TIMEOUT)), ("network", 1, len(NEXT_ENTRY))]
+    log.write_text(NETWORK_LINE.format(3))  # truncated and rewritten: read from the start
+    assert [(e.failure_class, e.count, e.first_offset)
+            for e in scan_file(ctx.engine, log, ctx.now(), matcher=matcher)] == [("network", 1, 0)]
+    assert scan_file(ctx.engine, log, ctx.now(), matcher=matcher) == []
