@@ -38,7 +38,8 @@ class ChannelHealth:
         if self._state is None:
             saved = get_state(self._engine, HEALTH_KEY)
             saved = saved if isinstance(saved, dict) else {}
-            channels = saved.get("channels") if isinstance(saved.get("channels"), dict) else {}
+            found = saved.get("channels")
+            channels: dict[str, Any] = found if isinstance(found, dict) else {}
             self._state = {"channels": {cid: channels.get(cid, {}) for cid in self._ids},
                            "all_failing_since": saved.get("all_failing_since"),
                            "reported": bool(saved.get("reported"))}

@@ -11,8 +11,9 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from utils.redact import one_line, redact
 
@@ -20,10 +21,21 @@ logger = logging.getLogger(__name__)
 LOG_CHANNEL = "log"
 # Apprise's own socket timeouts (connect, read), set on every URL that does not choose its own.
 DEFAULT_TIMEOUTS = (("cto", "5"), ("rto", "10"))
-# Message severity → Apprise NotifyType value, and the level the log channel writes it at.
-NOTIFY_TYPES = ("info", "success", "warning", "failure")
+# Message severity (Apprise NotifyType value) → the level the log channel writes it at.
 _LOG_LEVELS = {"info": logging.INFO, "success": logging.INFO, "warning": logging.WARNING,
                "failure": logging.ERROR}
+# Severity → each channel's own priority, as Apprise URL arguments (a URL that sets one keeps it):
+# ntfy priority and tags, e-mail importance. A CRITICAL at 3 a.m. must not sound like a report.
+_PRIORITY = {
+    "ntfy": {"failure": (("priority", "max"), ("tags", "rotating_light")),
+             "warning": (("priority", "high"), ("tags", "warning")),
+             "success": (("priority", "low"), ("tags", "white_check_mark")),
+             "info": (("priority", "low"), ("tags", "information_source"))},
+    "mailto": {"failure": (("+Importance", "high"), ("+X-Priority", "1")),
+               "success": (("+Importance", "low"), ("+X-Priority", "5")),
+               "info": (("+Importance", "low"), ("+X-Priority", "5"))},
+}
+_FAMILY = {"ntfys": "ntfy", "mailtos": "mailto", "jsons": "json"}
 
 
 @dataclass(frozen=True)
@@ -49,15 +61,27 @@ def parse_channels(urls: Iterable[str]) -> list[Channel]:
     return [Channel(channel_id(url), url) for url in dict.fromkeys(urls)]
 
 
-def with_timeouts(url: str) -> str:
-    """`url` with our short connect/read timeouts added unless it sets its own (`cto`, `rto`)."""
+def with_timeouts(url: str, extra_args: Iterable[tuple[str, str]] = ()) -> str:
+    """`url` with our short connect/read timeouts (and `extra_args`) added unless it sets its own."""
     given = {key for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
-    extra = "&".join(f"{key}={value}" for key, value in DEFAULT_TIMEOUTS if key not in given)
+    extra = "&".join(f"{key}={quote(value, safe='')}" for key, value in (*DEFAULT_TIMEOUTS, *extra_args)
+                     if key not in given)
     if not extra:
         return url
     base, hash_mark, fragment = url.partition("#")
     joined = f"{base}{'&' if '?' in base else '?'}{extra}"
     return f"{joined}{hash_mark}{fragment}"
+
+
+def message_args(channel: Channel, notify_type: str,
+                 event_at: datetime | None) -> tuple[tuple[str, str], ...]:
+    """The per-message URL arguments: the channel's priority for this severity, and for a JSON
+    webhook the event's time as an ISO `timestamp` field of the payload."""
+    family = _FAMILY.get(channel.scheme, channel.scheme)
+    args = _PRIORITY.get(family, {}).get(notify_type, ())
+    if family == "json" and event_at is not None:
+        args = (*args, (":timestamp", event_at.isoformat()))
+    return args
 
 
 def log_message(title: str, body: str, notify_type: str) -> None:
@@ -73,12 +97,13 @@ class Sender:
         self._plugins: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def _plugin(self, channel: Channel, *, fresh: bool = False) -> Any | None:
+    def _plugin(self, channel: Channel, *, fresh: bool = False,
+                args: tuple[tuple[str, str], ...] = ()) -> Any | None:
         import apprise
 
         with self._lock:
             if fresh or channel.id not in self._plugins:
-                self._plugins[channel.id] = apprise.Apprise.instantiate(with_timeouts(channel.url))
+                self._plugins[channel.id] = apprise.Apprise.instantiate(with_timeouts(channel.url, args))
             return self._plugins[channel.id]
 
     def describe(self, channel: Channel) -> str:
@@ -91,15 +116,18 @@ class Sender:
             return f"{channel.scheme}:// (invalid URL, {channel.id})"
         return redact(plugin.url(privacy=True).split("?", 1)[0])
 
-    def send(self, channel: Channel, title: str, body: str, notify_type: str) -> str | None:
-        """Deliver one message; None when the channel accepted it, else a one-line reason."""
+    def send(self, channel: Channel, title: str, body: str, notify_type: str,
+             event_at: datetime | None = None) -> str | None:
+        """Deliver one message as plain text (Apprise escapes it for Markdown channels); None when
+        the channel accepted it, else a one-line reason."""
         import apprise
 
         try:
             # A fresh plug-in per message: Apprise's in-process throttle would otherwise sleep
-            # up to 5.5 s between two messages; the outbox paces retries itself.
-            plugin = self._plugin(channel, fresh=True)
-        except Exception as exc:
+            # up to 5.5 s between two messages; the outbox paces retries itself. It also carries
+            # this message's priority and time.
+            plugin = self._plugin(channel, fresh=True, args=message_args(channel, notify_type, event_at))
+        except Exception as exc:  # Apprise's plug-in boundary: a plug-in that fails to load is an error
             return one_line(f"cannot load the {channel.scheme} plug-in: {exc}")
         if plugin is None:
             return f"not a valid Apprise URL for scheme {channel.scheme}://"
@@ -110,7 +138,8 @@ class Sender:
         target.add(plugin)
         try:
             with apprise.LogCapture(level=logging.DEBUG, fmt="%(levelname)s|%(message)s") as captured:
-                delivered = bool(target.notify(body=body, title=title, notify_type=notify_type))
+                delivered = bool(target.notify(body=body, title=title, notify_type=notify_type,
+                                                body_format=apprise.NotifyFormat.TEXT))
         except Exception as exc:  # a plug-in bug must not take the delivery thread down
             return one_line(f"{type(exc).__name__}: {exc}")
         return None if delivered else _reason(captured.getvalue())

@@ -13,12 +13,12 @@ from utils.failure_classes import FailureClass
 from utils.redact import redact
 
 if TYPE_CHECKING:
-    from autonomous_monitor import AutonomousMonitor
+    from notify.monitor_view import MonitorView
 
 EX_USAGE = 2
 
 
-def cmd_notify_test(monitor: AutonomousMonitor, args: argparse.Namespace) -> int:
+def cmd_notify_test(monitor: MonitorView, args: argparse.Namespace) -> int:
     """Send a test message to every channel now; exit 1 when any channel did not take it."""
     results = monitor.notifications.test()
     for result in results:
@@ -35,12 +35,12 @@ def args_notify_test(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Exit status: 0 when every channel accepted the message, 1 otherwise."
 
 
-def _known(monitor: AutonomousMonitor, name: str) -> bool:
+def _known(monitor: MonitorView, name: str) -> bool:
     return (name in monitor.checks or name in {c.value for c in FailureClass}
             or name.startswith(("check:", "failure:")))
 
 
-def cmd_silence(monitor: AutonomousMonitor, args: argparse.Namespace) -> int:
+def cmd_silence(monitor: MonitorView, args: argparse.Namespace) -> int:
     """Silence, list or clear alert silences; incidents are recorded all the same."""
     ctx = monitor.ctx
     tz = ctx.settings.monitor_timezone

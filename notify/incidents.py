@@ -4,7 +4,10 @@ Keys: `check:<name>` for health checks, `failure:<class>:<target>` for what a sw
 Alert after ALERT_AFTER_FAILURES consecutive failing rounds (at once for a critical pre-posting
 result or a failure only a person can fix); then silence except a reminder every
 ALERT_REPEAT_HOURS and an escalation to critical; one "resolved" after RESOLVE_AFTER_SUCCESSES
-passes or a verified fix. More than FLAP_THRESHOLD flips in FLAP_WINDOW: flapping, alerted once.
+passes or a verified fix. More than FLAP_THRESHOLD flips in FLAP_WINDOW: flapping, alerted once,
+and its all-clear reports the span up to its last failure. "Since" restarts when the cause (failure
+class) changes. A post given up gets one alert saying what to change; a post that went out after
+failing gets "Posted …". Several posts failing for one cause in one sweep make one message.
 `unknown` results (not configured, cannot tell) neither open, alert nor resolve anything.
 Everything lives in the database, so a restart neither repeats nor forgets an alert.
 """
@@ -21,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, insert, select, update
 
 from notify import messages
-from notify.silence import quiet_reason
+from notify.silence import note_held_back, quiet_reason
+from recovery import playbook
 from utils.db import incidents
 from utils.logging_setup import log_failure
 from utils.redact import one_line
@@ -47,9 +51,13 @@ class Observation:
     detail: str = ""
     failure_class: str | None = None
     urgent: bool = False                      # alert at once, skipping ALERT_AFTER_FAILURES
-    human_step: str | None = None
+    human_step: str | None = None             # a routine's own advice (wins over the playbook's)
     actions: tuple[str, ...] = field(default=())
     fixed_by: str | None = None               # a verified fix: resolve at once
+    held_back: tuple[str, ...] = field(default=())  # routines the circuit breaker blocked
+    post: messages.PostFacts | None = None    # the ledger row, for a post's incident
+    gave_up: str | None = None                # the post was given up: why (one alert, then closed)
+    posted: bool = False                      # the post went out: "Posted …" resolves at once
 
 
 class IncidentsUnrecorded(Exception):
@@ -68,6 +76,7 @@ class IncidentBook:
         self.ctx = ctx
         self.enqueue = enqueue
         self._lock = threading.Lock()
+        self._muted: list[tuple[str, messages.Message]] = []
 
     def observe(self, observations: list[Observation]) -> int:
         """Apply every observation; returns how many messages were queued. Raises
@@ -76,46 +85,71 @@ class IncidentBook:
         unrecorded: list[Observation] = []
         cause: Exception | None = None
         with self._lock:
-            for obs in observations:
+            for group in _groups(observations):
                 try:
-                    queued += self._observe_one(obs)
+                    queued += self._observe_group(group)
                 except Exception as exc:  # one bad key must not hide the others
-                    log_failure(logger, exc, "incident bookkeeping failed for %s", obs.key)
+                    log_failure(logger, exc, "incident bookkeeping failed for %s",
+                                ", ".join(obs.key for obs in group))
                     cause = exc
-                    if obs.failing and (obs.urgent or obs.severity == "critical"):
-                        unrecorded.append(obs)
+                    unrecorded += [obs for obs in group
+                                   if obs.failing and (obs.urgent or obs.severity == "critical")]
         if unrecorded and cause is not None:
             raise IncidentsUnrecorded(unrecorded, cause)
         return queued
 
-    def _observe_one(self, obs: Observation) -> int:
+    def _observe_group(self, group: list[Observation]) -> int:
+        """One transaction for the group; several alerts in it go out as one message."""
         now = self.ctx.now()
-        flips = self._flips(obs.key, obs.failing, now)
-        flapping = flips > self.ctx.settings.flap_threshold
+        held: list[messages.Message] = []
+        tracks = [self._track(obs, now) for obs in group]  # own writes: before the transaction
         with self.ctx.engine.begin() as conn:
-            row = conn.execute(select(incidents).where(incidents.c.key == obs.key,
-                                                       incidents.c.status == "open")
-                               .order_by(incidents.c.id.desc()).limit(1)).first()
-            current = dict(row._mapping) if row is not None else None
-            if obs.failing:
-                return self._failing(conn, current, obs, flapping, now)
-            if current is not None:
-                return self._passing(conn, current, obs, flapping, now)
-        return 0
+            for obs, track in zip(group, tracks, strict=True):
+                held += self._observe_one(conn, obs, now, track)
+            if len(held) > 1 and all(m.level in ("CRITICAL", "WARNING") for m in held):
+                held = [messages.grouped(held, group[0].failure_class or "unknown")]
+            for message in held:
+                self.enqueue(conn, message, now)
+        muted, self._muted = self._muted, []
+        for key, message in muted:  # kept for the summary when the quiet time ends
+            note_held_back(self.ctx, key, message, now)
+        return len(held)
 
-    def _flips(self, key: str, failing: bool, now: datetime) -> int:
-        """Record a change of state for `key`; the number of changes within FLAP_WINDOW."""
-        state_key = f"incident:flips:{key}"
+    def _observe_one(self, conn: Connection, obs: Observation, now: datetime,
+                     track: dict[str, Any]) -> list[messages.Message]:
+        flapping = track["flips"] > self.ctx.settings.flap_threshold
+        row = conn.execute(select(incidents).where(incidents.c.key == obs.key,
+                                                   incidents.c.status == "open")
+                           .order_by(incidents.c.id.desc()).limit(1)).first()
+        current = dict(row._mapping) if row is not None else None
+        if obs.failing:
+            return self._failing(conn, current, obs, flapping, now, track)
+        if current is not None:
+            return self._passing(conn, current, obs, flapping, now, track)
+        return []
+
+    def _track(self, obs: Observation, now: datetime) -> dict[str, Any]:
+        """Per key, kept in monitor_state: state changes within FLAP_WINDOW (`flips`), the last
+        failure (`last_failed`), and since when the current cause holds (`cause_since`)."""
+        state_key = f"incident:flips:{obs.key}"
         saved = get_state(self.ctx.engine, state_key) or {}
         cutoff = now - self.ctx.settings.flap_window
         times = [t for t in saved.get("times", []) if datetime.fromisoformat(t) >= cutoff]
-        if bool(saved.get("failing")) != failing:
+        new = dict(saved, times=times, failing=obs.failing)
+        if bool(saved.get("failing")) != obs.failing:
             times.append(now.isoformat())
-            put_state(self.ctx.engine, state_key, {"failing": failing, "times": times}, now)
-        return len(times)
+        if obs.failing:
+            new["last_failed"] = now.isoformat()
+            if saved.get("cause") != obs.failure_class or not saved.get("cause_since"):
+                new.update(cause=obs.failure_class, cause_since=now.isoformat())
+        if new != saved:
+            put_state(self.ctx.engine, state_key, new, now)
+        return {**new, "flips": len(times)}
 
     def _failing(self, conn: Connection, row: dict[str, Any] | None, obs: Observation,
-                 flapping: bool, now: datetime) -> int:
+                 flapping: bool, now: datetime, track: dict[str, Any]) -> list[messages.Message]:
+        # A post given up is announced once (a later sweep may still see its row).
+        announced = row is not None and ": gave up" in row["actions_taken"]
         if row is None:
             row = {"key": obs.key, "status": "open", "title": obs.label, "opened_at": now,
                    "failure_count": 0, "failure_streak": 0, "flapping": False,
@@ -124,21 +158,32 @@ class IncidentBook:
                    failure_class=obs.failure_class, success_streak=0,
                    failure_count=row["failure_count"] + 1, failure_streak=row["failure_streak"] + 1,
                    actions_taken=_merge(row["actions_taken"], obs.actions))
-        kind = self._alert_kind(row, obs, flapping, now)
-        queued = 0
+        kind = ("gave_up" if not announced else None) if obs.gave_up else \
+            self._alert_kind(row, obs, flapping, now)
+        out: list[messages.Message] = []
         if kind:
+            message = self._alert(row, obs, kind, track, now)
             reason = quiet_reason(self.ctx, obs.key, now)
             if reason:
                 logger.info("%s for %s not sent: %s", kind, obs.key, reason)
+                self._muted.append((obs.key, message))
             else:
-                previous = row["notified_severity"]
-                queued = self.enqueue(conn, messages.alert(self._facts(row, obs), kind,
-                                                           self.ctx.settings.monitor_timezone,
-                                                           previous), now)
-                row.update(last_notified_at=now, notified_severity=_worse(previous, obs.severity))
+                out.append(message)
+                row.update(last_notified_at=now,
+                           notified_severity=_worse(row["notified_severity"], obs.severity))
         row["flapping"] = row["flapping"] or flapping
         self._save(conn, row)
-        return queued
+        return out
+
+    def _alert(self, row: dict[str, Any], obs: Observation, kind: str, track: dict[str, Any],
+               now: datetime) -> messages.Message:
+        tz = self.ctx.settings.monitor_timezone
+        facts = self._facts(row, obs, track)
+        if kind == "gave_up":
+            return messages.gave_up(facts, obs.gave_up or obs.detail,
+                                    playbook.what_to_change(obs.failure_class, obs.gave_up or obs.detail),
+                                    tz, now)
+        return messages.alert(facts, kind, tz, now, row["notified_severity"])
 
     def _alert_kind(self, row: dict[str, Any], obs: Observation, flapping: bool,
                     now: datetime) -> str | None:
@@ -156,33 +201,48 @@ class IncidentBook:
         return None
 
     def _passing(self, conn: Connection, row: dict[str, Any], obs: Observation, flapping: bool,
-                 now: datetime) -> int:
+                 now: datetime, track: dict[str, Any]) -> list[messages.Message]:
         row.update(success_streak=row["success_streak"] + 1, failure_streak=0, updated_at=now,
                    actions_taken=_merge(row["actions_taken"], obs.actions))
         settled = row["success_streak"] >= self.ctx.settings.resolve_after_successes
-        if not obs.fixed_by and not (settled and not (row["flapping"] and flapping)):
+        if not (obs.fixed_by or obs.posted) and not (settled and not (row["flapping"] and flapping)):
             self._save(conn, row)
-            return 0
+            return []
         row.update(status="resolved", resolved_at=now)
-        queued = 0
+        out = []
         if row["notified_severity"] is not None:  # every alert gets its all-clear, even when silenced
-            how = obs.fixed_by or (f"{obs.detail or 'passes again'} "
-                                   f"({row['success_streak']} passing round(s) in a row)")
-            queued = self.enqueue(conn, messages.resolved(
-                self._facts(row, obs), now, how, self.ctx.settings.monitor_timezone), now)
+            out.append(self._all_clear(row, obs, track, now))
             row["last_notified_at"] = now
         logger.info("incident %s resolved after %d failing round(s)", row["key"], row["failure_count"])
         self._save(conn, row)
-        return queued
+        return out
 
-    def _facts(self, row: dict[str, Any], obs: Observation) -> messages.IncidentFacts:
-        human = messages.human_step(row.get("failure_class")) or obs.human_step
+    def _all_clear(self, row: dict[str, Any], obs: Observation, track: dict[str, Any],
+                   now: datetime) -> messages.Message:
+        tz = self.ctx.settings.monitor_timezone
+        facts = self._facts(row, obs, track)
+        if obs.posted and obs.post is not None:
+            return messages.posted(facts, obs.post, now, tz)
+        how = obs.fixed_by or (f"{obs.detail or 'passes again'} "
+                               f"({row['success_streak']} passing round(s) in a row)")
+        # A flapping incident lasted until its last failure, not until the flap window ran out.
+        end = _parse(track.get("last_failed")) if row["flapping"] else None
+        return messages.resolved(facts, now, how, tz, end)
+
+    def _facts(self, row: dict[str, Any], obs: Observation,
+               track: dict[str, Any] | None = None) -> messages.IncidentFacts:
+        failure_class = row.get("failure_class")
+        settings = self.ctx.settings
+        since = _parse((track or {}).get("cause_since")) or row["opened_at"]
         return messages.IncidentFacts(
-            label=row["title"], severity=row["severity"], failure_class=row.get("failure_class"),
-            detail=row["detail"], opened_at=row["opened_at"], failures=row["failure_count"],
-            actions=row["actions_taken"], human_step=human,
-            next_check=self.ctx.now() + self.ctx.settings.sweep_interval,
-            repeat_hours=self.ctx.settings.alert_repeat_hours)
+            label=row["title"], severity=row["severity"], failure_class=failure_class,
+            detail=row["detail"], opened_at=row["opened_at"], since=max(row["opened_at"], since),
+            failures=row["failure_count"],
+            actions=row["actions_taken"],
+            human_step=playbook.human_step(failure_class, row["detail"], obs.human_step),
+            monitor_step=playbook.monitor_step(failure_class, settings, set(obs.held_back),
+                                               _check_name(row["key"])),
+            repeat_hours=settings.alert_repeat_hours, post=obs.post, key=row["key"])
 
     def close(self, keys: set[str]) -> int:
         """Close these open incidents without a message: their end was already announced (a post
@@ -203,6 +263,28 @@ class IncidentBook:
             conn.execute(insert(incidents).values(**values))
 
 
+def _check_name(key: str) -> str | None:
+    return key.removeprefix("check:") if key.startswith("check:") else None
+
+
+def _parse(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _groups(observations: list[Observation]) -> list[list[Observation]]:
+    """Failing posts of one failure class together (their alerts become one message); every
+    other observation alone."""
+    groups: dict[str, list[Observation]] = {}
+    for obs in observations:
+        together = obs.failing and obs.post is not None
+        group = f"posts:{obs.failure_class}:{bool(obs.gave_up)}" if together else f"key:{obs.key}"
+        groups.setdefault(group, []).append(obs)
+    return list(groups.values())
+
+
 def _worse(previous: str | None, severity: str) -> str:
     if previous is None or _RANK.get(severity, 0) > _RANK.get(previous, 0):
         return severity
@@ -215,6 +297,12 @@ def _merge(done: str, actions: tuple[str, ...]) -> str:
     items += [action for action in actions if action not in items]
     text = "; ".join(items)
     return text if len(text) <= 300 else "…" + text[-299:]
+
+
+def last_failure(ctx: MonitorContext, row: dict[str, Any]) -> datetime:
+    """When the open incident `row` last failed (a pass also updates the row itself)."""
+    saved = get_state(ctx.engine, f"incident:flips:{row['key']}") or {}
+    return _parse(saved.get("last_failed")) or row["updated_at"]
 
 
 def open_incidents(ctx: MonitorContext) -> list[dict[str, Any]]:

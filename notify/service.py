@@ -7,22 +7,24 @@ the delivery thread running (the daemon) messages go out in the background; with
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
-from checks.base import Status
 from checks.history import latest_results
 from notify import messages
 from notify.channels import LOG_CHANNEL, Sender, log_message, parse_channels
-from notify.incidents import IncidentBook, IncidentsUnrecorded, open_incidents
+from notify.incidents import IncidentBook, IncidentsUnrecorded, last_failure, open_incidents
 from notify.observe import from_checks, from_sweep
 from notify.outbox import Outbox
-from notify.silence import in_maintenance
-from utils.db import posts
+from notify.silence import ended_quiet_times
+from utils.db import health_checks, posts
 from utils.logging_setup import log_failure
 
 if TYPE_CHECKING:
@@ -58,9 +60,30 @@ def given_up_keys(ctx: MonitorContext, keys: set[str]) -> set[str]:
     if not ids:
         return set()
     with ctx.engine.connect() as conn:
-        found = conn.execute(select(posts.c.id).where(posts.c.id.in_(list(ids)),
-                                                      posts.c.status == "gave_up")).scalars()
+        found: list[int] = list(conn.execute(select(posts.c.id).where(
+            posts.c.id.in_(list(ids)), posts.c.status == "gave_up")).scalars())
         return {ids[post_id] for post_id in found}
+
+
+def post_facts(ctx: MonitorContext, ids: set[int]) -> dict[int, messages.PostFacts]:
+    """The ledger rows `ids` as messages show them."""
+    if not ids:
+        return {}
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(select(posts.c.id, posts.c.text, posts.c.scheduled_at, posts.c.status,
+                                   posts.c.attempts, posts.c.tweet_id)
+                            .where(posts.c.id.in_(sorted(ids)))).fetchall()
+    return {row.id: messages.PostFacts(row.id, row.text or "", row.scheduled_at, row.status,
+                                       int(row.attempts or 0), row.tweet_id) for row in rows}
+
+
+def _post_ids(keys: set[str], report: SweepReport) -> set[int]:
+    ids = {d.post_id for d in report.detected} | {a.post_id for a in report.actions}
+    for key in keys:
+        head, _, tail = key.rpartition(":post:")
+        if head and tail.isdigit():
+            ids.add(int(tail))
+    return {post_id for post_id in ids if post_id is not None}
 
 
 class NotificationService:
@@ -69,43 +92,92 @@ class NotificationService:
     def __init__(self, ctx: MonitorContext) -> None:
         self.ctx = ctx
         self._unrecorded_sent: dict[str, datetime] = {}  # class set → when its direct alert went
+        self._handle: str | None = None
         self.channels = parse_channels(ctx.settings.notify_urls)
         self.sender = Sender()
         self.outbox = Outbox(ctx, self.channels, self.sender)
         self.incidents = IncidentBook(ctx, self._enqueue)
 
+    def who(self) -> messages.Who:
+        """This monitor's name (MONITOR_NAME, else the host name) and X account, once known."""
+        if self._handle is None:
+            self._handle = self._stored_handle()
+        return messages.Who(self.ctx.settings.monitor_name or socket.gethostname(), self._handle)
+
+    def _stored_handle(self) -> str | None:
+        """The @handle the twitter_api check last authenticated as."""
+        try:
+            with self.ctx.engine.connect() as conn:
+                data = conn.execute(select(health_checks.c.data).where(
+                    health_checks.c.name == "twitter_api", health_checks.c.status == "ok")
+                    .order_by(health_checks.c.id.desc()).limit(1)).scalar()
+            return _username(json.loads(data)) if data else None
+        except (SQLAlchemyError, ValueError):
+            return None
+
     def _enqueue(self, conn: Connection, message: messages.Message, now: datetime) -> int:
+        message = messages.sign(message, self.who())
         log_message(message.title, message.body, message.notify_type)
         self.outbox.enqueue(conn, message, now)
         return 1
 
     def observe_round(self, results: list[CheckResult], trigger: str) -> None:
-        """Feed a health round to the incidents; after a pre-posting round, the status report."""
+        """Feed a health round to the incidents (the pre-posting message is the slot's verdict:
+        `daemon/slot_watch.py`)."""
+        for result in results:
+            self._handle = _username(result.data) or self._handle
         try:
             self.incidents.observe(from_checks(results, trigger))
-            if trigger == "pre_posting":
-                self._status_report(results)
+            self._quiet_time_summaries()
         except IncidentsUnrecorded as exc:
             self._alert_unrecorded(exc)
-        except Exception as exc:
+        except Exception as exc:  # the notification boundary: a round is never lost to a bug here
             log_failure(logger, exc, "could not process the health round for notifications")
         self._deliver()
 
     def observe_sweep(self, report: SweepReport) -> None:
         """Feed a sweep's detections and actions to the incidents."""
         try:
-            open_keys = {row["key"] for row in open_incidents(self.ctx)}
-            latest = {row["name"]: row for row in latest_results(self.ctx.engine)}
-            open_keys -= given_up_keys(self.ctx, open_keys)
-            self.incidents.observe(from_sweep(report, open_keys, latest))
+            try:
+                open_rows = {row["key"]: last_failure(self.ctx, row) for row in open_incidents(self.ctx)}
+                for key in given_up_keys(self.ctx, set(open_rows)):
+                    del open_rows[key]
+                latest = {row["name"]: row for row in latest_results(self.ctx.engine)}
+                facts = post_facts(self.ctx, _post_ids(set(open_rows), report))
+                last_posted = self._last_posted()
+            except SQLAlchemyError:  # down or hung: judge what the sweep saw, so an urgent problem
+                open_rows, latest, facts, last_posted = {}, {}, {}, None  # still goes out directly
+            self.incidents.observe(from_sweep(report, open_rows, latest, facts, self.ctx.now(),
+                                              last_posted))
             # The give-up alert (just queued) is the last word on such a post: close its incident.
             now_open = {row["key"] for row in open_incidents(self.ctx)}
             self.incidents.close(given_up_keys(self.ctx, now_open))
+            self._quiet_time_summaries()
         except IncidentsUnrecorded as exc:
             self._alert_unrecorded(exc)
-        except Exception as exc:
+        except Exception as exc:  # the notification boundary: a sweep is never lost to a bug here
             log_failure(logger, exc, "could not process the sweep for notifications")
         self._deliver()
+
+    def open_checks(self) -> list[str]:
+        """The checks with an open incident (for the daemon's re-check while it lasts)."""
+        try:
+            return sorted({row["key"].removeprefix("check:") for row in open_incidents(self.ctx)
+                           if row["key"].startswith("check:")})
+        except SQLAlchemyError as exc:
+            logger.warning("could not read open incidents: %s", exc)
+            return []
+
+    def _last_posted(self) -> datetime | None:
+        with self.ctx.engine.connect() as conn:
+            return conn.execute(select(func.max(posts.c.posted_at))
+                                .where(posts.c.status == "posted")).scalar()
+
+    def _quiet_time_summaries(self) -> None:
+        """One message per silence or maintenance window that ended having held something back."""
+        for name, started, events in ended_quiet_times(self.ctx):
+            self.notify(messages.silence_summary(name, started, self.ctx.now(), events,
+                                                 self.ctx.settings.monitor_timezone), deliver=False)
 
     def _alert_unrecorded(self, exc: IncidentsUnrecorded) -> None:
         """Without a writable database there is no incident and no outbox: send one urgent alert
@@ -118,25 +190,19 @@ class NotificationService:
         last = self._unrecorded_sent.get(key)
         if last is not None and now - last < timedelta(hours=self.ctx.settings.alert_repeat_hours):
             return
-        message = messages.unrecorded(problems, str(exc))
+        message = messages.sign(messages.unrecorded(problems, str(exc)), self.who())
         log_message(message.title, message.body, message.notify_type)
         delivered = [self.sender.send(channel, message.title, message.body, message.notify_type) is None
                      for channel in self.channels]
         if any(delivered):
             self._unrecorded_sent[key] = now
 
-    def notify(self, message: messages.Message) -> None:
+    def notify(self, message: messages.Message, deliver: bool = True) -> None:
         """Queue one message for the log and every channel, and get it delivered."""
         with self.ctx.engine.begin() as conn:
             self._enqueue(conn, message, self.ctx.now())
-        self._deliver()
-
-    def _status_report(self, results: list[CheckResult]) -> None:
-        now = self.ctx.now()
-        troubled = any(r.status in (Status.WARNING, Status.CRITICAL) for r in results)
-        if in_maintenance(self.ctx, now) or not (troubled or self.ctx.settings.report_when_healthy):
-            return
-        self.notify(messages.status_report(results, now, self.ctx.settings.monitor_timezone))
+        if deliver:
+            self._deliver()
 
     def _deliver(self) -> None:
         if not self.channels:
@@ -150,7 +216,7 @@ class NotificationService:
         """Deliver what is due now, in this thread, for about `timeout_s` at most."""
         try:
             return self.outbox.flush(timeout_s)
-        except Exception:
+        except Exception:  # the outbox boundary for commands: what stays queued is sent later
             logger.exception("could not deliver queued notifications")
             return 0
 
@@ -163,10 +229,34 @@ class NotificationService:
         """Stop background delivery; what is undelivered stays queued for the next start."""
         self.outbox.stop(timeout_s)
 
+    def rebuild_channels(self, *, background: bool, timeout_s: float = 5.0) -> bool:
+        """Rebuild the channels from the current NOTIFY_URLS (a reload); True when they changed.
+        A channel kept keeps its queue (ids come from the URL); what waited for a removed channel
+        goes to the added ones (a fixed URL is a new id); `background` restarts delivery."""
+        channels = parse_channels(self.ctx.settings.notify_urls)
+        if [c.id for c in channels] == [c.id for c in self.channels]:
+            return False
+        self.outbox.stop(timeout_s)
+        kept = {c.id for c in channels}
+        removed = [c.id for c in self.channels if c.id not in kept]
+        added = [c for c in channels if c.id not in {old.id for old in self.channels}]
+        self.channels, self.outbox = channels, Outbox(self.ctx, channels, self.sender)
+        if removed and added:
+            try:
+                moved = Outbox(self.ctx, added, self.sender).requeue(removed, self.ctx.now())
+                if moved:
+                    logger.info("moved %d queued notification(s) from the removed channel(s) to the "
+                                "new one(s)", moved)
+            except SQLAlchemyError as exc:  # they stay queued for the removed channel and expire
+                logger.warning("could not move queued notifications to the new channels: %s", exc)
+        if background:
+            self.start()
+        return True
+
     def test(self) -> list[ChannelResult]:
         """Send a test message to the log and every channel now, bypassing the outbox."""
         now = self.ctx.now()
-        message = messages.test_message(now, self.ctx.settings.monitor_timezone)
+        message = messages.sign(messages.test_message(now, self.ctx.settings.monitor_timezone), self.who())
         log_message(message.title, message.body, message.notify_type)
         results = [ChannelResult(LOG_CHANNEL, "log (autonomous_monitor.log)", None)]
         for channel in self.channels:
@@ -174,7 +264,13 @@ class NotificationService:
             name = self.sender.describe(channel)
             try:
                 self.outbox.health.record(channel.id, name, error, now)
-            except Exception as exc:  # a test must report the channel even with no database
+            except SQLAlchemyError as exc:  # a test must report the channel even with no database
                 logger.warning("could not record channel health: %s", exc)
             results.append(ChannelResult(channel.id, name, error))
         return results
+
+
+def _username(data: Any) -> str | None:
+    """The account name in a twitter_api check's data, if it holds one."""
+    name = data.get("username") if isinstance(data, dict) else None
+    return str(name) if name else None

@@ -25,7 +25,7 @@ DISK = {"ok": (0, 0), "warning": (100, 0), "critical": (100, 100)}  # (warn %, c
 @pytest.fixture
 def rig(env: dict[str, str], webhook: Any, smtp: Any, make_ctx: Any) -> Any:
     """Builds monitors (same database each time: a restart is a new monitor) with real checks."""
-    environ = {**env, "NOTIFY_URLS": f"{webhook.url},{smtp.url}"}
+    environ = {**env, "NOTIFY_URLS": f"{webhook.url},{smtp.url}", "MONITOR_NAME": "mon"}
 
     def build(*checks: Any, **overrides: Any) -> AutonomousMonitor:
         monitor = AutonomousMonitor(make_ctx(environ, **overrides))
@@ -61,7 +61,7 @@ def test_ten_failing_rounds_give_one_alert_and_one_resolved_at_each_receiver(
     monitor = rig()
     rounds(monitor, clock, "critical", 10)
     rounds(monitor, clock, "ok", 3)
-    expected = ["CRITICAL: disk_space check failing", "Resolved: disk_space check (after 5h 30m)"]
+    expected = ["CRITICAL mon: disk_space check failing", "RESOLVED mon: disk_space check (after 5h 30m)"]
     assert webhook.titles() == expected
     assert smtp.subjects() == expected
     alert, resolved = (item["message"] for item in webhook.received)
@@ -73,37 +73,42 @@ def test_ten_failing_rounds_give_one_alert_and_one_resolved_at_each_receiver(
 def test_reminder_after_the_repeat_interval(rig: Any, clock: Any, webhook: Any) -> None:
     monitor = rig(alert_repeat_hours=3)
     rounds(monitor, clock, "critical", 6)  # 07:00 … 09:30: alert at 07:30 only
-    assert webhook.titles() == ["CRITICAL: disk_space check failing"]
+    assert webhook.titles() == ["CRITICAL mon: disk_space check failing"]
     rounds(monitor, clock, "critical", 1)  # 10:00, 2h30 after the alert
     assert len(webhook.received) == 1
     rounds(monitor, clock, "critical", 1)  # 10:30, three hours after it
-    assert webhook.titles()[1:] == ["Still CRITICAL: disk_space check"]
+    assert webhook.titles()[1:] == ["CRITICAL mon: still: disk_space check"]
 
 
+@pytest.mark.slow
 def test_escalation_from_warning_to_critical_notifies_once(rig: Any, clock: Any,
                                                            webhook: Any) -> None:
     monitor = rig()
     rounds(monitor, clock, "warning", 3)
     rounds(monitor, clock, "critical", 3)
     rounds(monitor, clock, "warning", 2)  # de-escalation is not news
-    assert webhook.titles() == ["WARNING: disk_space check failing",
-                                "Now CRITICAL: disk_space check (was warning)"]
+    assert webhook.titles() == ["WARNING mon: disk_space check failing",
+                                "CRITICAL mon: now critical: disk_space check (was warning)"]
     assert [item["type"] for item in webhook.received] == ["warning", "failure"]
 
 
+@pytest.mark.slow
 def test_flapping_check_alerts_once_as_flapping_then_resolves_once(rig: Any, clock: Any,
                                                                    webhook: Any) -> None:
     monitor = rig()
     for _ in range(6):
         rounds(monitor, clock, "critical", 1)
         rounds(monitor, clock, "ok", 1)
-    assert webhook.titles() == ["FLAPPING: disk_space check keeps failing and recovering"]
+    assert webhook.titles() == ["FLAPPING mon: disk_space check keeps failing and recovering"]
     assert incident_rows(monitor)[0]["flapping"] is True
     rounds(monitor, clock, "ok", 5)
     assert len(webhook.received) == 2
-    assert webhook.titles()[1].startswith("Resolved: disk_space check (after 6h")
+    # its real span: from the first failure to the last one, not until the flap window ran out
+    assert webhook.titles()[1] == "RESOLVED mon: disk_space check (after 5h 0m)"
+    assert "Lasted 5h 0m (07:00 UTC to 12:00 UTC)." in webhook.received[1]["message"]
 
 
+@pytest.mark.slow
 def test_silence_records_without_sending_and_alerts_when_it_ends(rig: Any, clock: Any,
                                                                  webhook: Any) -> None:
     monitor = rig()
@@ -112,7 +117,11 @@ def test_silence_records_without_sending_and_alerts_when_it_ends(rig: Any, clock
     assert webhook.received == []
     assert incident_rows(monitor)[0]["failure_count"] == 4
     rounds(monitor, clock, "critical", 1)  # the silence is over, the failure is not
-    assert webhook.titles() == ["CRITICAL: disk_space check failing"]
+    assert webhook.titles() == ["CRITICAL mon: disk_space check failing",
+                                "INFO mon: during the silence on disk_space: 1 message(s) held back"]
+    summary = webhook.received[1]["message"]
+    assert "from 07:00 UTC to 09:00 UTC is over" in summary
+    assert "07:30 CRITICAL disk_space check failing" in summary  # once, though held back 3 times
 
 
 def test_maintenance_window_suppresses_alerts(rig: Any, clock: Any, webhook: Any) -> None:
@@ -120,28 +129,21 @@ def test_maintenance_window_suppresses_alerts(rig: Any, clock: Any, webhook: Any
 
     monitor = rig(maintenance_windows=((time(6, 0), time(8, 0)),))
     rounds(monitor, clock, "critical", 4)  # 07:00 … 08:30: alertable only from 08:00
-    assert webhook.titles() == ["CRITICAL: disk_space check failing"]
+    assert webhook.titles() == ["CRITICAL mon: disk_space check failing",
+                                "INFO mon: during the maintenance window: 1 message(s) held back"]
     assert "since 07:00 UTC (3 failed round(s))" in webhook.received[0]["message"]  # sent at 08:00
 
 
-def test_pre_posting_critical_alerts_at_once_with_a_status_report(rig: Any, clock: Any,
-                                                                  webhook: Any) -> None:
+def test_pre_posting_critical_alerts_at_once(rig: Any, clock: Any, webhook: Any) -> None:
     monitor = rig()
     rounds(monitor, clock, "critical", 1, trigger="manual")
     assert webhook.received == []  # one failing round is not yet an alert
     rounds(monitor, clock, "critical", 1, trigger="pre_posting")
-    assert sorted(webhook.titles()) == ["CRITICAL: disk_space check failing",
-                                        "Pre-posting health at 07:30 UTC: CRITICAL"]
+    # The pre-posting report itself is the slot's verdict (tests/test_slots.py), not a second list.
+    assert webhook.titles() == ["CRITICAL mon: disk_space check failing"]
 
 
-def test_healthy_pre_posting_round_reports_only_when_asked(rig: Any, clock: Any,
-                                                           webhook: Any) -> None:
-    rounds(rig(), clock, "ok", 1, trigger="pre_posting")
-    assert webhook.received == []
-    rounds(rig(report_when_healthy=True), clock, "ok", 1, trigger="pre_posting")
-    assert webhook.titles() == ["Pre-posting health at 07:30 UTC: OK"]
-
-
+@pytest.mark.slow
 def test_no_second_alert_after_a_restart(rig: Any, clock: Any, webhook: Any, smtp: Any) -> None:
     first = rig()
     rounds(first, clock, "critical", 3)
@@ -149,7 +151,7 @@ def test_no_second_alert_after_a_restart(rig: Any, clock: Any, webhook: Any, smt
     second = rig()  # a new context and service on the same database
     rounds(second, clock, "critical", 5)
     rounds(second, clock, "ok", 2)
-    expected = ["CRITICAL: disk_space check failing", "Resolved: disk_space check (after 4h 30m)"]
+    expected = ["CRITICAL mon: disk_space check failing", "RESOLVED mon: disk_space check (after 4h 30m)"]
     assert webhook.titles() == expected and smtp.subjects() == expected
 
 
@@ -178,11 +180,12 @@ def test_stale_scheduler_heartbeat_alerts_and_a_fresh_one_resolves(rig: Any, clo
         os.utime(beat, (clock().timestamp(), clock().timestamp()))
         monitor.run_health_round("sweep")
         clock.advance(minutes=30)
-    assert webhook.titles() == ["CRITICAL: scheduler check failing",
-                                "Resolved: scheduler check (after 2h 0m)"]
+    assert webhook.titles() == ["CRITICAL mon: scheduler check failing",
+                                "RESOLVED mon: scheduler check (after 2h 0m)"]
     assert "heartbeat is 3600s old" in webhook.received[0]["message"]
 
 
+@pytest.mark.slow
 def test_twitter_api_failure_from_the_x_double_alerts_and_recovers(rig: Any, clock: Any, x_api: Any,
                                                                    webhook: Any) -> None:
     monitor = rig(twitter_api)
@@ -190,8 +193,8 @@ def test_twitter_api_failure_from_the_x_double_alerts_and_recovers(rig: Any, clo
     for _ in range(5):
         monitor.run_health_round("sweep")
         clock.advance(minutes=30)
-    assert webhook.titles() == ["CRITICAL: twitter_api check failing",
-                                "Resolved: twitter_api check (after 2h 0m)"]
+    assert webhook.titles() == ["CRITICAL mon: twitter_api check failing",
+                                "RESOLVED mon: twitter_api check (after 2h 0m)"]
     assert "Class: auth" in webhook.received[0]["message"]
     assert "You: regenerate the X access token" in webhook.received[0]["message"]
 
@@ -213,11 +216,11 @@ def test_sweep_detection_alerts_after_two_sweeps_and_verified_fix_resolves(
     fixed = ActionRecord("retry_post", "post:7", "fixed", "posted as tweet 99", "rate_limit",
                          verified=True)
     monitor.after_sweep(sweep(actions=(fixed,)))
-    assert webhook.titles() == ["WARNING: rate_limit on post:7 failing",
-                                "Resolved: rate_limit on post:7 (after 1h 30m)"]
+    assert webhook.titles() == ["WARNING mon: post 7 failing",
+                                "RESOLVED mon: post 7 (after 1h 30m)"]
     assert "waits for X's rate-limit reset" in webhook.received[0]["message"]
     assert "retry_post: posted as tweet 99 (re-check passed)" in webhook.received[1]["message"]
-    assert "retry_post: retry_scheduled; retry_post: fixed" in webhook.received[1]["message"]
+    assert "retry post: retry scheduled; retry post: fixed" in webhook.received[1]["message"]
 
 
 def test_failure_only_a_person_can_fix_alerts_at_once_with_the_instructions(
@@ -231,10 +234,11 @@ def test_failure_only_a_person_can_fix_alerts_at_once_with_the_instructions(
                            "unknown", needs_human=True)
     monitor.after_sweep(sweep(auth, odd, actions=(human, gave_up)))
     monitor.after_sweep(sweep(auth, odd, actions=(human, gave_up)))
-    assert webhook.titles() == ["CRITICAL: auth on logs/pipeline.log failing",
-                                "CRITICAL: unknown on post:3 failing"]
+    assert webhook.titles() == ["CRITICAL mon: auth in logs/pipeline.log failing",
+                                "CRITICAL mon: post 3 given up"]
     assert "You: regenerate the X access token" in webhook.received[0]["message"]
-    assert "You: edit post 3 and reschedule it" in webhook.received[1]["message"]
+    assert "Gave up after 1 attempt(s): X answered 418; to post it, read the error in the " \
+        "pipeline's log and fix the cause and reschedule it." in webhook.received[1]["message"]
 
 
 def test_sweep_that_stops_detecting_resolves_after_the_passes(rig: Any, clock: Any,
@@ -247,7 +251,7 @@ def test_sweep_that_stops_detecting_resolves_after_the_passes(rig: Any, clock: A
     monitor.after_sweep(sweep())
     assert len(webhook.received) == 1
     monitor.after_sweep(sweep())
-    assert webhook.titles()[1] == "Resolved: rate_limit on post:7 (after 1h 0m)"
+    assert webhook.titles()[1] == "RESOLVED mon: post 7 (after 1h 0m)"
 
 
 def test_a_secret_in_an_error_text_never_reaches_a_receiver(rig: Any, clock: Any, webhook: Any,
@@ -267,21 +271,24 @@ def test_a_secret_in_an_error_text_never_reaches_a_receiver(rig: Any, clock: Any
     assert "***" in webhook.received[0]["message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgres_url", "mysql_url"])
 def test_incidents_and_outbox_work_on_server_databases(backend: str, request: Any, env: dict[str, str],
                                                        webhook: Any, make_ctx: Any, clock: Any) -> None:
     url = request.getfixturevalue(backend)
-    monitor = AutonomousMonitor(make_ctx({**env, "DATABASE_URL": url, "NOTIFY_URLS": webhook.url}))
+    monitor = AutonomousMonitor(make_ctx({**env, "DATABASE_URL": url, "NOTIFY_URLS": webhook.url,
+                                          "MONITOR_NAME": "mon"}))
     monitor.register_check(disk_space.NAME, CHECKS[disk_space.NAME])
     webhook.down()
     rounds(monitor, clock, "critical", 3)  # the alert is queued at 07:30, the receiver refuses
     webhook.up()
     assert monitor.notifications.outbox.deliver_due() == 1
     rounds(monitor, clock, "ok", 2)
-    assert webhook.titles() == ["CRITICAL: disk_space check failing",
-                                "Resolved: disk_space check (after 2h 0m)"]
+    assert webhook.titles() == ["CRITICAL mon: disk_space check failing",
+                                "RESOLVED mon: disk_space check (after 2h 0m)"]
 
 
+@pytest.mark.slow
 def test_ten_real_sweeps_of_a_failing_check_give_one_alert_and_one_resolved(
         rig: Any, clock: Any, webhook: Any, smtp: Any) -> None:
     monitor = rig()
@@ -294,7 +301,7 @@ def test_ten_real_sweeps_of_a_failing_check_give_one_alert_and_one_resolved(
     for _ in range(2):
         monitor.run_sweep()
         clock.advance(minutes=30)
-    expected = ["CRITICAL: disk_space check failing", "Resolved: disk_space check (after 5h 30m)"]
+    expected = ["CRITICAL mon: disk_space check failing", "RESOLVED mon: disk_space check (after 5h 30m)"]
     assert webhook.titles() == expected and smtp.subjects() == expected
     assert "You: " in webhook.received[0]["message"]  # the routine could not free enough space
     assert [r["status"] for r in incident_rows(monitor)] == ["resolved"]

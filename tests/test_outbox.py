@@ -23,7 +23,8 @@ webhook = pytest.fixture(running_webhook, name="webhook")
 
 @pytest.fixture
 def service(env: dict[str, str], webhook: Any, make_ctx: Any) -> NotificationService:
-    ctx = make_ctx({**env, "NOTIFY_URLS": webhook.url, "NOTIFY_RETRY_MAX_SECONDS": "8"})
+    ctx = make_ctx({**env, "NOTIFY_URLS": webhook.url, "NOTIFY_RETRY_MAX_SECONDS": "8",
+                    "MONITOR_NAME": "mon"})
     return NotificationService(ctx)
 
 
@@ -32,12 +33,12 @@ def rows(service: NotificationService) -> list[Any]:
         return conn.execute(select(outbox).order_by(outbox.c.id)).fetchall()
 
 
-def test_receiver_down_then_back_gets_every_message_once(service: NotificationService, clock: Any,
-                                                         webhook: Any) -> None:
+def test_receiver_down_then_back_gets_every_message_once_in_order(
+        service: NotificationService, clock: Any, webhook: Any) -> None:
     webhook.down()
     for n in range(3):
         service.notify(make(f"alert {n}", ["body"], "failure"))  # flushed at once: refused
-    assert [r.attempts for r in rows(service)] == [1, 1, 1]
+    assert [r.attempts for r in rows(service)] == [1, 0, 0]  # FIFO: the rest wait behind the head
     assert service.outbox.flush(5) == 0  # nothing is due before the first retry delay
     delays = []
     for _ in range(3):
@@ -49,7 +50,7 @@ def test_receiver_down_then_back_gets_every_message_once(service: NotificationSe
     webhook.up()
     clock.advance(seconds=8)
     assert service.outbox.deliver_due() == 3
-    assert webhook.titles() == ["alert 0", "alert 1", "alert 2"]
+    assert webhook.titles() == ["CRITICAL mon: alert 0", "CRITICAL mon: alert 1", "CRITICAL mon: alert 2"]
     assert all(r.delivered_at is not None for r in rows(service))
     clock.advance(seconds=60)
     assert service.outbox.deliver_due() == 0 and len(webhook.received) == 3
@@ -90,9 +91,10 @@ def test_message_undelivered_for_a_day_is_dropped_with_a_log_line(
     with caplog.at_level(logging.ERROR, logger="notify.outbox"):
         service.outbox.deliver_due()
     assert rows(service) == [] and webhook.received == []
-    assert any("dropped notification 'old alert'" in r.getMessage() for r in caplog.records)
+    assert any("dropped notification 'CRITICAL mon: old alert'" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_background_delivery_never_blocks_the_caller(env: dict[str, str], make_ctx: Any) -> None:
     """A receiver that accepts and never answers: the caller returns at once, the send is bounded."""
     hole = socket.socket()
@@ -125,7 +127,7 @@ def test_background_thread_delivers_to_the_receiver(service: NotificationService
             time.sleep(0.05)
     finally:
         service.stop(5)
-    assert webhook.received[0]["title"] == "hello" and webhook.received[0]["type"] == "info"
+    assert webhook.received[0]["title"] == "INFO mon: hello" and webhook.received[0]["type"] == "info"
     assert not service.outbox.running
 
 
@@ -158,3 +160,19 @@ def test_messages_fit_a_phone_screen() -> None:
 def test_refused_port_is_a_failed_delivery() -> None:
     (channel,) = parse_channels([f"json://127.0.0.1:{free_port()}/hook"])
     assert "Connection" in (Sender().send(channel, "t", "b", "failure") or "")
+
+
+def test_a_reload_that_fixes_a_channel_url_delivers_what_waited_for_the_old_one(
+        env: dict[str, str], make_ctx: Any, clock: Any, webhook: Any) -> None:
+    typo = f"json://127.0.0.1:{free_port()}/hook"  # nothing listens: the person mistyped the port
+    ctx = make_ctx({**env, "NOTIFY_URLS": typo, "MONITOR_NAME": "mon"})
+    service = NotificationService(ctx)
+    for n in range(2):
+        service.notify(make(f"alert {n}", ["body"], "failure"))
+    assert webhook.received == []
+    ctx.settings = ctx.settings.with_overrides(notify_urls=(webhook.url,))  # SIGHUP with the fix
+    assert service.rebuild_channels(background=False)
+    clock.advance(seconds=1)
+    assert service.outbox.deliver_due() == 2
+    assert webhook.titles() == ["CRITICAL mon: alert 0", "CRITICAL mon: alert 1"]
+    assert {r.channel for r in rows(service)} == {channel_id(webhook.url)}  # none left for the typo

@@ -21,6 +21,8 @@ class FailureClass(enum.StrEnum):
     DATABASE = "database"
     DISK = "disk"
     SCHEDULER = "scheduler"  # the pipeline's scheduler is down (from the `scheduler` check)
+    SAFE_MODE = "safe_mode"  # the monitor stopped acting: the hour's action budget is spent
+    BAD_ROW = "bad_row"      # a ledger row the sweep cannot read (a timestamp, a NULL text …)
     UNKNOWN = "unknown"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from autonomiq_ledger.posting import transition
-from recovery.base import FixOutcome, Routine, Target, local_time
+from autonomiq_ledger import PostStatus, transition
+from recovery.base import FixOutcome, PostTarget, Routine, Target, changed_meanwhile, local_time, on_posts
 from utils.state import get_state, put_state
 
 if TYPE_CHECKING:
@@ -53,20 +53,20 @@ def plan(ctx: MonitorContext, target: Target) -> str:
     return f"hold {target.name} until {local_time(ctx, until)} and alert once: {ADVICE[kind]}"
 
 
-def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
+def fix(ctx: MonitorContext, target: PostTarget) -> FixOutcome:
     """Hold the row until the next probe; the first hold of a kind asks a human."""
     kind = cap_kind(target)
     now = ctx.now()
     until = now + PROBE[kind]
     previous = get_state(ctx.engine, STATE_KEY) or {}
     alert = previous.get("kind") != kind
-    status = (target.row or {}).get("status", "failed")
-    if not transition(ctx.engine, target.post_id, status, "retry_scheduled", now, next_attempt_at=until):
-        return FixOutcome("skipped", f"{target.name} changed meanwhile (another process has it)")
+    if not transition(ctx.engine, target.post_id, PostStatus.FAILED, PostStatus.RETRY_SCHEDULED, now,
+                      expect=target.row, next_attempt_at=until):
+        return FixOutcome("skipped", changed_meanwhile(target))
     put_state(ctx.engine, STATE_KEY, {"kind": kind, "until": until.isoformat(),
                                       "since": previous.get("since") or now.isoformat()}, now)
     detail = f"no retries until {local_time(ctx, until)}: {ADVICE[kind]}"
     return FixOutcome("held", detail, needs_human=alert)
 
 
-ROUTINE = Routine(NAME, fix, plan)
+ROUTINE = Routine(NAME, on_posts(fix), plan)

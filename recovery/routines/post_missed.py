@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from autonomiq_ledger.posting import post
-from recovery.base import FixOutcome, Routine, Target, run_check
+from autonomiq_ledger import post
+from recovery.base import FixOutcome, PostTarget, Routine, Target, on_posts, run_check
 from utils.redact import one_line
 
 if TYPE_CHECKING:
@@ -28,10 +28,10 @@ def plan(ctx: MonitorContext, target: Target) -> str:
     return f"post {target.name}, missed since {(target.row or {}).get('scheduled_at')}"
 
 
-def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
+def fix(ctx: MonitorContext, target: PostTarget) -> FixOutcome:
     """Post the row now (the claim fails harmlessly if the pipeline got to it first)."""
     note = scheduler_note(ctx)
-    result = post(ctx, target.post_id)
+    result = post(ctx, target.post_id, expect=target.row)
     if result.status == "posted":
         return FixOutcome("posted", f"missed post sent as tweet {result.tweet_id} ({note})")
     if result.status == "not_claimed":
@@ -39,4 +39,4 @@ def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
     return FixOutcome("retried", f"missed post failed: {one_line(result.error or '', 200)} ({note})")
 
 
-ROUTINE = Routine(NAME, fix, plan)
+ROUTINE = Routine(NAME, on_posts(fix), plan)

@@ -78,7 +78,7 @@ def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
 def _retry(ctx: MonitorContext, target: Target, username: str) -> FixOutcome:
     if target.post_id is None:
         return FixOutcome("fixed", f"credentials verified as @{username}")
-    result = post(ctx, target.post_id)
+    result = post(ctx, target.post_id, expect=target.row)
     if result.status == "posted":
         return FixOutcome("posted", f"credentials verified as @{username}; posted as tweet "
                                     f"{result.tweet_id}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from autonomiq_ledger.posting import transition
-from recovery.base import FixOutcome, Routine, Target
+from autonomiq_ledger import PostStatus, transition
+from recovery.base import FixOutcome, PostTarget, Routine, Target, changed_meanwhile, on_posts
 
 if TYPE_CHECKING:
     from utils.context import MonitorContext
@@ -19,12 +19,13 @@ def plan(ctx: MonitorContext, target: Target) -> str:
     return f"mark {target.name} failed (ambiguous: it may have reached X) so it is retried safely"
 
 
-def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
+def fix(ctx: MonitorContext, target: PostTarget) -> FixOutcome:
     """posting → failed with ambiguous_attempt, class timeout."""
-    if not transition(ctx.engine, target.post_id, "posting", "failed", ctx.now(),
-                      ambiguous_attempt=True, failure_class="timeout", last_error=target.reason):
-        return FixOutcome("skipped", f"{target.name} finished meanwhile")
+    if not transition(ctx.engine, target.post_id, PostStatus.POSTING, PostStatus.FAILED, ctx.now(),
+                      expect=target.row, ambiguous_attempt=True, failure_class="timeout",
+                      last_error=target.reason):
+        return FixOutcome("skipped", changed_meanwhile(target))
     return FixOutcome("released", f"{target.reason}; released for a safe retry")
 
 
-ROUTINE = Routine(NAME, fix, plan)
+ROUTINE = Routine(NAME, on_posts(fix), plan)

@@ -36,7 +36,7 @@ def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
     """Run the restart command once with a timeout."""
     argv = command(ctx)
     if argv is None:
-        return FixOutcome("failed", "the scheduler is down and no restart is configured: set "
+        return FixOutcome("not_configured", "the scheduler is down and no restart is configured: set "
                           "SCHEDULER_SERVICE (systemd) or SCHEDULER_RESTART_COMMAND, or restart it by "
                           "hand", needs_human=True)
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from autonomiq_ledger.posting import post
-from recovery.base import FixOutcome, Routine, Target
+from autonomiq_ledger import post
+from recovery.base import FixOutcome, PostTarget, Routine, Target, on_posts
 from recovery.routines.hold_for_usage_cap import clear_hold
 from utils.redact import one_line
 
@@ -21,9 +21,9 @@ def plan(ctx: MonitorContext, target: Target) -> str:
     return f"post {target.name} again (attempt {attempts + 1})"
 
 
-def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
+def fix(ctx: MonitorContext, target: PostTarget) -> FixOutcome:
     """Claim and post the row; a failure is left `failed` for the sweep to classify."""
-    result = post(ctx, target.post_id)
+    result = post(ctx, target.post_id, expect=target.row)
     if result.status == "posted":
         clear_hold(ctx)
         return FixOutcome("posted", f"posted as tweet {result.tweet_id}")
@@ -32,4 +32,4 @@ def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
     return FixOutcome("retried", f"the retry failed: {one_line(result.error or '', 200)}")
 
 
-ROUTINE = Routine(NAME, fix, plan, per_post_attempt=True)
+ROUTINE = Routine(NAME, on_posts(fix), plan, per_post_attempt=True)

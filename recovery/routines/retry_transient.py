@@ -3,10 +3,21 @@ at most MAX_POST_ATTEMPTS attempts, then give up."""
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
-from autonomiq_ledger.posting import transition
-from recovery.base import FixOutcome, Routine, Target, backoff_delay, local_time, run_check
+from autonomiq_ledger import PostStatus, transition
+from recovery.base import (
+    FixOutcome,
+    PostTarget,
+    Routine,
+    Target,
+    backoff_delay,
+    changed_meanwhile,
+    local_time,
+    on_posts,
+    run_check,
+)
 
 if TYPE_CHECKING:
     from utils.context import MonitorContext
@@ -26,30 +37,31 @@ def plan(ctx: MonitorContext, target: Target) -> str:
             f"{backoff_delay(ctx, _attempts(target)).total_seconds():.0f}s")
 
 
-def fix(ctx: MonitorContext, target: Target) -> FixOutcome:
+def fix(ctx: MonitorContext, target: PostTarget) -> FixOutcome:
     """Offline → re-check soon without spending an attempt; else retry later or give up."""
-    status = (target.row or {}).get("status", "failed")
     now = ctx.now()
+    move = functools.partial(transition, ctx.engine, target.post_id, PostStatus.FAILED, now=now,
+                             expect=target.row)
     internet = run_check(ctx, "internet")
     if internet.status.value == "critical":
         recheck = now + backoff_delay(ctx, 1)
         # Stays `failed` so no attempt is spent; the sweep looks again after `recheck`.
-        if transition(ctx.engine, target.post_id, status, "failed", now, next_attempt_at=recheck):
+        if move(PostStatus.FAILED, next_attempt_at=recheck):
             return FixOutcome("waiting", f"offline ({internet.detail}); re-check at "
                                          f"{local_time(ctx, recheck)} before retrying")
     elif _attempts(target) >= ctx.settings.max_post_attempts:
-        if transition(ctx.engine, target.post_id, status, "gave_up", now, next_attempt_at=None):
+        if move(PostStatus.GAVE_UP, next_attempt_at=None):
             return FixOutcome("gave_up", f"{target.failure_class} on all {_attempts(target)} attempts "
                                          f"(MAX_POST_ATTEMPTS); last error: {target.reason}. Check X's "
                                          "status and the pipeline's network, then schedule it again",
                               needs_human=True)
     else:
         moment = now + backoff_delay(ctx, _attempts(target))
-        if transition(ctx.engine, target.post_id, status, "retry_scheduled", now, next_attempt_at=moment):
+        if move(PostStatus.RETRY_SCHEDULED, next_attempt_at=moment):
             return FixOutcome("retry_scheduled", f"{target.failure_class}; attempt "
                               f"{_attempts(target) + 1} of {ctx.settings.max_post_attempts} at "
                               f"{local_time(ctx, moment)}")
-    return FixOutcome("skipped", f"{target.name} changed meanwhile (another process has it)")
+    return FixOutcome("skipped", changed_meanwhile(target))
 
 
-ROUTINE = Routine(NAME, fix, plan, per_post_attempt=True)
+ROUTINE = Routine(NAME, on_posts(fix), plan, per_post_attempt=True)

@@ -1,4 +1,5 @@
-"""Real loopback receivers for notifications: a JSON webhook (HTTP) and an SMTP server (aiosmtpd)."""
+"""Real loopback receivers for notifications: a JSON webhook (HTTP), an ntfy server (its HTTP
+publish API) and an SMTP server (aiosmtpd)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 SMTP_USER, SMTP_PASSWORD = "monitor", "SECRETsmtppassword99"
+
+
+def serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> ThreadingHTTPServer:
+    """A loopback HTTP server running `handler` in a daemon thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
 
 
 def free_port() -> int:
@@ -51,9 +60,7 @@ class WebhookReceiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        self._server = serve(Handler, self.port)
 
     def down(self) -> None:
         """Stop listening: senders get `connection refused`."""
@@ -109,6 +116,45 @@ class SmtpReceiver:
         self._controller.stop()
 
 
+class NtfyReceiver:
+    """ntfy's publish API as Apprise's `ntfy://127.0.0.1:PORT/topic` uses it: a JSON POST to `/`
+    with the topic, title and message in the body and the priority and tags as headers."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                item = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                item.update(priority=self.headers.get("X-Priority", "default"),
+                            tags=self.headers.get("X-Tags", ""))
+                receiver.received.append(item)
+                answer = json.dumps({"id": str(len(receiver.received)), "topic": item.get("topic")})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer.encode())
+
+        self._server = serve(Handler)
+        self.url = f"ntfy://127.0.0.1:{self._server.server_address[1]}/autonomiq-alerts"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def running_ntfy() -> Iterator[NtfyReceiver]:
+    """Fixture body: `ntfy = pytest.fixture(running_ntfy, name="ntfy")` in a test module."""
+    receiver = NtfyReceiver()
+    yield receiver
+    receiver.stop()
+
+
 def running_webhook() -> Iterator[WebhookReceiver]:
     """Fixture body: `webhook = pytest.fixture(running_webhook, name="webhook")` in a test module."""
     receiver = WebhookReceiver()
@@ -142,9 +188,7 @@ class PathRecorder:
                 self.end_headers()
                 self.wfile.write(b"OK")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        self._server = serve(Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}{path}"
 
     def stop(self) -> None:
