@@ -1,23 +1,35 @@
 """What the monitor is doing, read from the database alone (works with the daemon stopped).
 
 `gather_status` returns plain JSON-ready data (the `status --json` contract, also the source of
-`/metrics`); `render_status` turns it into the text `status` prints.
+`/metrics`, `/status.json` and the status page); `daemon/status_text.py` renders it as the text
+`status` prints.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import desc, func, select
 
-from utils.db import actions, incidents, posts
+from autonomiq_ledger.status import PostStatus, exact, status_in, status_outside
+from checks.history import latest_results
+from checks.twitter_api import estimated_budget
+from daemon.instance_lock import INSTANCE_STATE_KEY, lock_is_held
+from daemon.slots import slots_view
+from notify.silence import PREFIX
+from recovery.post_budget import allowance
+from utils.db import actions, incidents, monitor_state, posts
+from utils.env_file import config_warnings
 from utils.redact import one_line
-from utils.state import get_state
+from utils.safe_mode import load_safe_mode
+from utils.state import get_state, prefix_range
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -30,6 +42,7 @@ DAEMON_STATE_KEY = "daemon:jobs"
 X_API_KEYS = {"x_api:users_me": "GET /2/users/me", "x_api:post": "POST /2/tweets"}
 NOTIFY_HEALTH_KEY = "notify:health"
 LAST_ACTIONS = 10
+LAST_RETRIES = 20  # a bad day has tens of thousands; `counts` and `posting` say how many
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -80,8 +93,6 @@ def jobs_view(saved: Any) -> list[dict[str, Any]]:
 
 def checks_view(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     """The newest stored result of every check, with its age."""
-    from checks.history import latest_results
-
     return [{"name": row["name"], "status": row["status"], "detail": row["detail"],
              "duration_ms": round(row["duration_ms"], 1), "trigger": row["trigger"],
              "checked_at": _iso(row["checked_at"]), "age_seconds": _age(now, row["checked_at"])}
@@ -108,11 +119,11 @@ def actions_view(engine: Engine, limit: int = LAST_ACTIONS) -> list[dict[str, An
              "started_at": _iso(r["started_at"])} for r in rows]
 
 
-def retries_view(engine: Engine) -> list[dict[str, Any]]:
-    """Posts waiting for a retry, soonest first."""
+def retries_view(engine: Engine, limit: int = LAST_RETRIES) -> list[dict[str, Any]]:
+    """The first `limit` posts waiting for a retry, soonest first."""
     query = (select(posts.c.id, posts.c.attempts, posts.c.next_attempt_at, posts.c.failure_class,
-                    posts.c.last_error).where(posts.c.status == "retry_scheduled")
-             .order_by(posts.c.next_attempt_at))
+                    posts.c.last_error).where(status_in(posts.c.status, [PostStatus.RETRY_SCHEDULED]))
+             .order_by(posts.c.next_attempt_at).limit(limit))
     with engine.connect() as conn:
         rows = [row._mapping for row in conn.execute(query)]
     return [{"post_id": r["id"], "attempts": r["attempts"], "next_attempt_at": _iso(r["next_attempt_at"]),
@@ -120,14 +131,32 @@ def retries_view(engine: Engine) -> list[dict[str, Any]]:
             for r in rows]
 
 
-def counts_view(engine: Engine) -> dict[str, Any]:
-    """Posts by status and actions by routine and outcome (all time)."""
+def odd_posts_view(engine: Engine, limit: int = LAST_RETRIES) -> list[dict[str, Any]]:
+    """Posts whose status is none of PostStatus (`queued`, `FAILED`, `'failed '`): nothing acts on
+    them until a human fixes the row."""
+    query = (select(posts.c.id, exact(posts.c.status)).where(status_outside(posts.c.status))
+             .order_by(posts.c.id).limit(limit))
     with engine.connect() as conn:
-        by_status = conn.execute(select(posts.c.status, func.count()).group_by(posts.c.status)).all()
-        by_outcome = conn.execute(select(actions.c.routine, actions.c.outcome, func.count())
-                                  .group_by(actions.c.routine, actions.c.outcome)).all()
-    return {"posts_by_status": {status: count for status, count in by_status},
-            "actions_by_outcome": [{"routine": r, "outcome": o, "count": n} for r, o, n in by_outcome]}
+        return [{"post_id": post_id, "status": _text(status)} for post_id, status in conn.execute(query)]
+
+
+def _text(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else value
+
+
+def counts_view(engine: Engine, now: datetime) -> dict[str, Any]:
+    """Posts by status, and actions by routine and outcome over the last 24 hours (an index
+    range: grouping every action ever kept grows with the table)."""
+    since = now - timedelta(hours=24)
+    with engine.connect() as conn:
+        status = exact(posts.c.status)  # MariaDB would count `FAILED ` as `failed`
+        by_status = conn.execute(select(status, func.count()).group_by(status)).all()
+        # Counted here: with GROUP BY, SQLite (no statistics) walks the whole (routine, …) index.
+        by_outcome = Counter((routine, outcome) for routine, outcome in conn.execute(
+            select(actions.c.routine, actions.c.outcome).where(actions.c.started_at >= since)))
+    return {"posts_by_status": {_text(status): count for status, count in by_status},
+            "actions_by_outcome": [{"routine": r, "outcome": o, "count": n}
+                                   for (r, o), n in sorted(by_outcome.items())]}
 
 
 def _windows(value: Any, name: str = "", depth: int = 0) -> list[tuple[str, dict[str, Any]]]:
@@ -142,8 +171,6 @@ def _windows(value: Any, name: str = "", depth: int = 0) -> list[tuple[str, dict
 
 def x_api_view(ctx: MonitorContext) -> list[dict[str, Any]]:
     """The X API budget seen: remaining calls and reset time per endpoint and window."""
-    from checks.twitter_api import estimated_budget
-
     budgets = []
     for key, endpoint in X_API_KEYS.items():
         saved = get_state(ctx.engine, key)
@@ -160,6 +187,36 @@ def x_api_view(ctx: MonitorContext) -> list[dict[str, Any]]:
     return budgets
 
 
+def posting_view(ctx: MonitorContext) -> dict[str, Any]:
+    """The account's posting budget now: posts that may go (None: no limit told), held until when, why."""
+    return allowance(ctx).to_json()
+
+
+def silences_view(engine: Engine, now: datetime) -> list[dict[str, Any]]:
+    """Silences in force (`silence NAME --for …`): what, until when, set when and by whom if known."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(monitor_state.c.key, monitor_state.c.value)
+                            .where(prefix_range(PREFIX))).all()
+    found = []
+    for key, raw in rows:
+        try:
+            value = json.loads(str(raw))
+            until = datetime.fromisoformat(value["until"])
+        except (TypeError, KeyError, ValueError):
+            continue  # a damaged row silences nothing
+        if until > now:
+            found.append({"name": str(key)[len(PREFIX):], "until": until.isoformat(),
+                          "set_at": value.get("set_at"), "by": value.get("by")})
+    return sorted(found, key=lambda item: item["until"])
+
+
+def instance_view(engine: Engine) -> dict[str, Any]:
+    """Who holds the one-daemon-per-ledger lock, as it recorded itself, and whether it is held now."""
+    saved = get_state(engine, INSTANCE_STATE_KEY)
+    holder = {key: saved.get(key) for key in ("host", "pid", "since")} if isinstance(saved, dict) else None
+    return {"held": lock_is_held(engine), "holder": holder}
+
+
 def _section(errors: list[str], name: str, fetch: Callable[[], Any], empty: Any) -> Any:
     try:
         return fetch()
@@ -169,28 +226,56 @@ def _section(errors: list[str], name: str, fetch: Callable[[], Any], empty: Any)
         return empty
 
 
+EMPTY: dict[str, Any] = {"checks": [], "incidents": [], "actions": [], "retries": [], "odd_posts": [],
+                         "counts": {"posts_by_status": {}, "actions_by_outcome": []}, "x_api": [],
+                         "posting": {"posts": None, "held_until": None, "reason": ""},
+                         "notifications": None, "silences": [], "instance": None,
+                         "safe_mode": {"active": False, "since": None, "reason": None},
+                         "slots": {"slots": [], "budget": {"posts_remaining": None, "resets_at": None,
+                                                           "posts_needed": 0, "enough": None}}}
+
+
+def empty_report(ctx: MonitorContext, why: str = "the status has not been read yet") -> dict[str, Any]:
+    """A report with every section empty and `why` as its one error (what /metrics serves first)."""
+    report = {"generated_at": ctx.now().isoformat(), "timezone": str(ctx.settings.monitor_timezone),
+              "database_readable": False, "daemon": {"state": "unknown"}, "jobs": [],
+              **{name: empty for name, empty in EMPTY.items() if name not in ("counts", "slots")},
+              **EMPTY["counts"], **EMPTY["slots"], "errors": [why], "warnings": []}
+    return json.loads(json.dumps(report))  # a deep copy: callers may change it
+
+
 def gather_status(ctx: MonitorContext) -> dict[str, Any]:
-    """Everything `status` shows, as JSON-ready data; unreadable parts are listed in `errors`."""
-    now, errors = ctx.now(), []
+    """Everything `status` shows, as JSON-ready data; unreadable parts are listed in `errors`,
+    and `database_readable` is False when the database did not answer at all."""
+    now, errors = ctx.now(), list[str]()
     saved = _section(errors, "daemon state", lambda: get_state(ctx.engine, DAEMON_STATE_KEY), None)
+    database_answered = not errors  # when it did not, each section would wait out its own timeout
+    daemon = daemon_view(saved, now) if database_answered else {"state": "unknown"}
     report: dict[str, Any] = {"generated_at": now.isoformat(),
                               "timezone": str(ctx.settings.monitor_timezone),
-                              "daemon": daemon_view(saved, now), "jobs": jobs_view(saved)}
-    sections: dict[str, tuple[Callable[[], Any], Any]] = {
-        "checks": (lambda: checks_view(ctx.engine, now), []),
-        "incidents": (lambda: incidents_view(ctx.engine), []),
-        "actions": (lambda: actions_view(ctx.engine), []),
-        "retries": (lambda: retries_view(ctx.engine), []),
-        "counts": (lambda: counts_view(ctx.engine), {"posts_by_status": {}, "actions_by_outcome": []}),
-        "x_api": (lambda: x_api_view(ctx), []),
-        "notifications": (lambda: get_state(ctx.engine, NOTIFY_HEALTH_KEY), None),
+                              "database_readable": database_answered, "daemon": daemon,
+                              "jobs": jobs_view(saved)}
+    sections: dict[str, Callable[[], Any]] = {
+        "checks": lambda: checks_view(ctx.engine, now),
+        "incidents": lambda: incidents_view(ctx.engine),
+        "actions": lambda: actions_view(ctx.engine),
+        "retries": lambda: retries_view(ctx.engine),
+        "counts": lambda: counts_view(ctx.engine, now),
+        "odd_posts": lambda: odd_posts_view(ctx.engine),
+        "x_api": lambda: x_api_view(ctx),
+        "posting": lambda: posting_view(ctx),
+        "notifications": lambda: get_state(ctx.engine, NOTIFY_HEALTH_KEY),
+        "silences": lambda: silences_view(ctx.engine, now),
+        "instance": lambda: instance_view(ctx.engine),
+        "safe_mode": lambda: load_safe_mode(ctx.engine).to_json(),
+        "slots": lambda: slots_view(ctx, now),
     }
-    database_answered = not errors  # when it did not, each section would wait out its own timeout
-    for name, (fetch, empty) in sections.items():
+    for name, fetch in sections.items():
+        empty = json.loads(json.dumps(EMPTY[name]))
         report[name] = _section(errors, name, fetch, empty) if database_answered else empty
     report.update(report.pop("counts"))
+    report.update(report.pop("slots"))  # `slots` and `budget`
     report["errors"] = errors
-    from utils.env_file import config_warnings
 
     report["warnings"] = config_warnings(ctx.settings)
     return report
