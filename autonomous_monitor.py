@@ -16,20 +16,27 @@ from dataclasses import replace
 from datetime import datetime
 
 from checks import CHECKS
-from checks.base import CheckFn, CheckResult, Status, run_checks
+from checks.base import CheckFn, CheckResult, Status
+from checks.round import run_round
 from daemon.cli import args_run, args_status, cmd_run, cmd_status
+from daemon.digest import args_digest, cmd_digest
 from notify.cli import args_notify_test, args_silence, cmd_notify_test, cmd_silence
 from notify.service import NotificationService
 from recovery.base import Routine
 from recovery.playbook import ROUTINES
 from recovery.registry import Registry
 from recovery.report import SweepReport
+from recovery.sweep import render_report, run_sweep, sweep_exit_code
 from utils.config import EX_CONFIG, ConfigError, Settings, load_settings
 from utils.context import MonitorContext
 from utils.db import utc_now
+from utils.env_file import config_warnings
+from utils.logging_setup import setup_logging
 from utils.redact import redact, register_secrets
+from utils.safe_mode import leave_safe_mode
 
 logger = logging.getLogger("autonomiq")
+MAX_ERRORS_LOGGED = 1000  # distinct sweep errors remembered, so the memory stays bounded
 
 
 class AutonomousMonitor:
@@ -40,6 +47,7 @@ class AutonomousMonitor:
         self.ctx = ctx
         self.registry = Registry()
         self.notifications = NotificationService(ctx)
+        self._errors_logged: set[str] = set()  # each sweep error is logged once, not every sweep
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Callable[[], datetime] | None = None
@@ -76,28 +84,25 @@ class AutonomousMonitor:
 
     def run_health_round(self, trigger: str = "manual",
                          names: list[str] | None = None) -> list[CheckResult]:
-        """Run the checks at once, store the results, and return them in registration order."""
+        """Run the checks (all, or those in `names`) at once, store the results, hand them to
+        `after_round` with dependent failures folded into their cause, and return them as run."""
         selected = {n: c for n, c in self.checks.items() if names is None or n in names}
-        results = run_checks(selected, self.ctx, self.ctx.settings.check_timeout_seconds)
-        for result in results:
+        checks = run_round(selected, self.checks, self.ctx, trigger)
+        for result in checks.results:
             log = logger.info if result.status is Status.OK else logger.warning
             log("check %s: %s - %s (%.0f ms)", result.name, result.status.value, result.detail,
                 result.duration_ms)
-        try:
-            from checks.history import save_results
-
-            save_results(self.ctx.engine, results, trigger)
-        except Exception as exc:
-            logger.warning("could not store check results: %s", exc)
-        self.after_round(results, trigger)
-        return results
+        self.after_round(checks.shown, trigger)
+        return checks.results
 
     def run_sweep(self) -> SweepReport:
         """One pipeline sweep (checks, ledger, logs → recovery); logged and handed to after_sweep."""
-        from recovery.sweep import run_sweep
-
         report = run_sweep(self.ctx, self.registry)
         logger.info("sweep: %s", report.summary())
+        for error in report.errors:
+            if error not in self._errors_logged and len(self._errors_logged) < MAX_ERRORS_LOGGED:
+                self._errors_logged.add(error)
+                logger.warning("sweep: %s", error)
         self.after_sweep(report)
         return report
 
@@ -136,8 +141,6 @@ def render_table(results: list[CheckResult]) -> str:
 
 def cmd_check(monitor: AutonomousMonitor, args: argparse.Namespace) -> int:
     """Run every check once; print a table or JSON; exit with the Nagios code of the worst."""
-    from utils.env_file import config_warnings
-
     results = monitor.run_health_round("manual")
     worst = Status.worst(r.status for r in results)
     warnings = config_warnings(monitor.ctx.settings)
@@ -157,8 +160,6 @@ def args_check(parser: argparse.ArgumentParser) -> None:
 
 def cmd_sweep(monitor: AutonomousMonitor, args: argparse.Namespace) -> int:
     """Run one sweep; print a summary or JSON; exit 0 healthy, 1 acted, 2 a human is needed."""
-    from recovery.sweep import render_report, sweep_exit_code
-
     report = monitor.run_sweep()
     print(redact(json.dumps(report.to_json(), default=str) if args.json else render_report(report)))
     return sweep_exit_code(report)
@@ -172,6 +173,22 @@ def args_sweep(parser: argparse.ArgumentParser) -> None:
                      "sweep could not run).")
 
 
+def cmd_resume(monitor: AutonomousMonitor, args: argparse.Namespace) -> int:
+    """Leave safe mode (automatic fixes and post retries run again); say what was left. Exit 0."""
+    left = leave_safe_mode(monitor.ctx.engine, monitor.ctx.now())
+    if left.active:
+        since = left.since.isoformat() if left.since else "an unknown time"
+        print(f"left safe mode (active since {since}: {left.reason}); automatic fixes and post "
+              "retries run again, and the hour's action budget counts from now")
+    else:
+        print("not in safe mode: automatic fixes and post retries were already allowed")
+    return 0
+
+
+def args_resume(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = "Exit status: 0 (also when the monitor was not in safe mode)."
+
+
 Handler = Callable[[AutonomousMonitor, argparse.Namespace], int]
 # One line per subcommand: name -> (handler, help, adds its arguments).
 COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None]]] = {
@@ -181,7 +198,9 @@ COMMANDS: dict[str, tuple[Handler, str, Callable[[argparse.ArgumentParser], None
     "status": (cmd_status, "show jobs, latest checks, incidents, actions, retries, API budget",
                args_status),
     "notify-test": (cmd_notify_test, "send a test message to every notification channel", args_notify_test),
+    "resume": (cmd_resume, "leave safe mode: let automatic fixes and post retries run again", args_resume),
     "silence": (cmd_silence, "silence a check's alerts for a while (still recorded)", args_silence),
+    "digest": (cmd_digest, "print the daily digest: last 24 h of posts, budget, DST", args_digest),
 }
 
 
@@ -208,17 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EX_CONFIG
     register_secrets(settings.secret_values)
-    from utils.logging_setup import setup_logging
 
     setup_logging(settings.log_dir, settings.log_level,
-                  stderr_level=None if command == "run" else "WARNING")
-    from utils.env_file import config_warnings
+                  stderr_level=None if command == "run" else "WARNING", zone=settings.monitor_timezone)
 
     for warning in config_warnings(settings):  # `check` and `status` also print them
         (logger.info if command in ("check", "status") else logger.warning)("%s", warning)
-    if command not in COMMANDS:
-        print(f"{command}: not available yet", file=sys.stderr)
-        return 2
     monitor = AutonomousMonitor.from_settings(settings)
     try:
         return COMMANDS[command][0](monitor, args)

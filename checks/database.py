@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from checks.base import CheckFailed, Passed
+from utils.failure_classes import FailureClass
 
 if TYPE_CHECKING:
     from utils.context import MonitorContext
@@ -34,7 +35,7 @@ def check(ctx: MonitorContext) -> Passed:
             conn.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError) as exc:
         raise CheckFailed(f"{url.get_backend_name()} unreachable: {driver_reason(exc)}",
-                          failure_class="database", data={"url": where}) from exc
+                          failure_class=FailureClass.DATABASE, data={"url": where}) from exc
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     return Passed(f"{url.get_backend_name()} answered in {latency_ms:g} ms",
                   {"backend": url.get_backend_name(), "url": where, "latency_ms": latency_ms})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckFailed, CheckUnknown, CheckWarning, Passed, Status
+from utils.failure_classes import FailureClass
 
 if TYPE_CHECKING:
     from utils.context import MonitorContext
@@ -53,9 +54,9 @@ def check(ctx: MonitorContext) -> Passed:
     detail = "; ".join(shown)
     data = {"paths": paths}
     if worst is Status.CRITICAL:
-        raise CheckFailed(f"low disk space: {detail}", failure_class="disk", data=data)
+        raise CheckFailed(f"low disk space: {detail}", failure_class=FailureClass.DISK, data=data)
     if worst is Status.UNKNOWN:
         raise CheckUnknown(detail, data=data)
     if worst is Status.WARNING:
-        raise CheckWarning(f"disk space getting low: {detail}", failure_class="disk", data=data)
+        raise CheckWarning(f"disk space getting low: {detail}", failure_class=FailureClass.DISK, data=data)
     return Passed(detail, data)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from checks.base import CheckFailed, CheckWarning, Passed
+from utils.failure_classes import FailureClass
 from utils.http_client import describe_error
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def check(ctx: MonitorContext) -> Passed:
     answered_with = f"; answered with an error status: {', '.join(odd)}" if odd else ""
     if not reached:
         raise CheckFailed(f"offline: none of {len(urls)} URLs answered: {'; '.join(failed)}",
-                          failure_class="network", data=data)
+                          failure_class=FailureClass.NETWORK, data=data)
     if failed:
         raise CheckWarning(f"{len(reached)}/{len(urls)} URLs answered; failed: {'; '.join(failed)}"
                            f"{answered_with}", data=data)

@@ -6,12 +6,13 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from checks.base import CheckFailed, CheckUnknown, CheckWarning, Passed, Status
+from utils.failure_classes import FailureClass
 
 if TYPE_CHECKING:
     from utils.context import MonitorContext
 
 NAME = "scheduler"
-FAILURE_CLASS = "scheduler"
+FAILURE_CLASS = FailureClass.SCHEDULER
 _NO_SYSTEMD_MARKERS = ("not been booted with systemd", "Failed to connect to bus",
                        "System has not been booted")
 
@@ -39,6 +40,8 @@ def heartbeat_state(ctx: MonitorContext) -> tuple[Status, str, dict[str, Any]]:
     """The heartbeat file's age against SCHEDULER_HEARTBEAT_MAX_AGE_SECONDS."""
     path = ctx.settings.scheduler_heartbeat_file
     max_age = ctx.settings.scheduler_heartbeat_max_age_seconds
+    if path is None:
+        return Status.UNKNOWN, "no SCHEDULER_HEARTBEAT_FILE configured", {}
     try:
         mtime = path.stat().st_mtime
     except FileNotFoundError:

@@ -12,8 +12,11 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from checks.base import CheckFailed, CheckUnknown, CheckWarning, Passed
 from utils.config import OAUTH1_VARIABLES
+from utils.failure_classes import FailureClass
 from utils.http_client import describe_error
 from utils.redact import one_line
 from utils.state import get_state, put_state
@@ -82,7 +85,7 @@ def check(ctx: MonitorContext) -> Passed:
         raise CheckUnknown(f"no X API credentials: set {', '.join(missing)} in .env")
     try:
         saved = get_state(ctx.engine, STATE_KEY) or {}
-    except Exception:
+    except SQLAlchemyError:  # the database check reports the database; assume nothing was seen
         saved = {}
     budget = estimated_budget(ctx, saved)
     if budget.remaining <= ctx.settings.twitter_api_reserve_calls:
@@ -99,10 +102,10 @@ def check(ctx: MonitorContext) -> Passed:
         raise _failure(ctx, exc, response) from exc
     except requests.Timeout as exc:
         raise CheckFailed(f"X API did not answer within {ctx.settings.check_timeout_seconds:g}s"
-                          f" ({type(exc).__name__})", failure_class="timeout") from exc
+                          f" ({type(exc).__name__})", failure_class=FailureClass.TIMEOUT) from exc
     except requests.RequestException as exc:
         raise CheckFailed(f"cannot reach the X API: {describe_error(exc)} ({type(exc).__name__})",
-                          failure_class="network") from exc
+                          failure_class=FailureClass.NETWORK) from exc
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     headers = rate_headers(response.headers)
     try:
@@ -110,7 +113,7 @@ def check(ctx: MonitorContext) -> Passed:
     except (ValueError, KeyError, TypeError):
         _remember(ctx, saved, response.headers, {"ok": False})
         raise CheckFailed(f"X API answered {response.status_code} with a body that is not the "
-                          "expected JSON", failure_class="server_error",
+                          "expected JSON", failure_class=FailureClass.SERVER_ERROR,
                           data={"latency_ms": latency_ms}) from None
     _remember(ctx, saved, response.headers, {"ok": True, "username": username})
     data = {"username": username, "latency_ms": latency_ms,
@@ -138,23 +141,23 @@ def _failure(ctx: MonitorContext, exc: Exception, response: Any) -> CheckFailed:
     body = (getattr(response, "text", "") or "")[:2000]
     if isinstance(exc, tweepy.Unauthorized):
         return CheckFailed(f"credentials rejected: 401 {message}. One 401 can be an X outage; if it"
-                           " persists, regenerate the access token and secret", failure_class="auth",
-                           data=data)
+                           " persists, regenerate the access token and secret",
+                           failure_class=FailureClass.AUTH, data=data)
     if isinstance(exc, tweepy.Forbidden):
-        return CheckFailed(f"permission / access level: 403 {message}", failure_class="permission",
+        return CheckFailed(f"permission / access level: 403 {message}", failure_class=FailureClass.PERMISSION,
                            data=data)
     if isinstance(exc, tweepy.TooManyRequests):
         reset = budget_from_headers(headers)
         when = _local(ctx, reset.reset_at if reset else None)
         if "usage-capped" in body or "UsageCapExceeded" in body:
             return CheckFailed(f"usage cap reached: 429 {message}; posting is blocked too",
-                               failure_class="usage_cap", data=data)
+                               failure_class=FailureClass.USAGE_CAP, data=data)
         return CheckWarning(f"rate limited on GET /2/users/me (429); resets at {when}",
-                            failure_class="rate_limit", data=data)
+                            failure_class=FailureClass.RATE_LIMIT, data=data)
     if status == 402:
-        return CheckFailed(f"out of pay-per-use credits: 402 {message}", failure_class="usage_cap",
+        return CheckFailed(f"out of pay-per-use credits: 402 {message}", failure_class=FailureClass.USAGE_CAP,
                            data=data)
     if isinstance(exc, tweepy.TwitterServerError):
-        return CheckFailed(f"X API server error {status}: {message}", failure_class="server_error",
+        return CheckFailed(f"X API server error {status}: {message}", failure_class=FailureClass.SERVER_ERROR,
                            data=data)
-    return CheckFailed(f"X API answered {status}: {message}", failure_class="unknown", data=data)
+    return CheckFailed(f"X API answered {status}: {message}", failure_class=FailureClass.UNKNOWN, data=data)

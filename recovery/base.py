@@ -7,6 +7,8 @@ repair. Routines never call each other's guards; only `run_routine` runs them, a
 - a circuit breaker per routine and target: at most CIRCUIT_BREAKER_MAX_RUNS runs per
   CIRCUIT_BREAKER_WINDOW, counted in the `actions` table (so it survives restarts); when open the
   outcome is `blocked` and a human is asked to look;
+- one global action budget (`recovery/action_budget.py`): past ACTION_BUDGET_PER_HOUR actions
+  the monitor is in safe mode and the outcome is `safe_mode` (nothing runs, nothing is recorded);
 - DRY_RUN: the outcome is `dry_run` and the detail is the plan;
 - timing, verification (re-running the check that proves the repair) and recording every action
   to the `actions` table and to `logs/post_failures.log` with the full failure detail.
@@ -14,6 +16,7 @@ repair. Routines never call each other's guards; only `run_routine` runs them, a
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -23,10 +26,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 
+from autonomiq_ledger import PostStatus, transition
+from autonomiq_ledger.excerpt import excerpt
+from checks import CHECKS
+from checks.base import Status, run_one
+from recovery.action_budget import SAFE_MODE, hold
 from recovery.report import ActionRecord
 from utils.db import actions
-from utils.logging_setup import FAILURE_LOGGER
+from utils.logging_setup import FAILURE_LOGGER, OutageLog, log_failure
 from utils.redact import one_line, redact
 
 if TYPE_CHECKING:
@@ -35,14 +44,19 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 failure_log = logging.getLogger(FAILURE_LOGGER)
+_counting = OutageLog(logger, "counting recent runs for the circuit breaker")
+_recording = OutageLog(logger, "recording actions in the database")
 
 # Outcomes that did not act, so they do not count towards the circuit breaker.
-NOT_COUNTED = ("blocked", "dry_run", "waiting", "skipped")
+NOT_COUNTED = ("blocked", "dry_run", "waiting", "skipped", "not_configured", SAFE_MODE)
+# Outcomes that repeat every sweep while they last: recorded (table and log) once per window.
+RECORD_ONCE = ("blocked", "not_configured")
 
 
 @dataclass(frozen=True)
 class Target:
-    """What a routine works on: a ledger row (`post_id`, `row`), a check, or the scheduler."""
+    """What a routine works on: a check or the scheduler (`Target`), or a ledger row
+    (`PostTarget`, which always has its id and the row as the sweep read it)."""
 
     name: str                 # "post:12", "check:disk_space" …
     failure_class: str
@@ -51,10 +65,19 @@ class Target:
     row: dict[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
-    def for_row(cls, row: dict[str, Any], failure_class: str) -> Target:
-        """The target for one ledger row."""
-        return cls(f"post:{row['id']}", failure_class, redact(row.get("last_error") or ""),
-                   row["id"], row)
+    def for_row(cls, row: dict[str, Any], failure_class: str, reason: str | None = None) -> PostTarget:
+        """The target for one ledger row (its `last_error` as the reason unless one is given)."""
+        return PostTarget(f"post:{row['id']}", failure_class,
+                          redact(excerpt(row.get("last_error"))) if reason is None else reason,
+                          int(row["id"]), row)
+
+
+@dataclass(frozen=True)
+class PostTarget(Target):
+    """A ledger row as the sweep read it; routines change it only if it is still so."""
+
+    post_id: int = 0
+    row: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,17 @@ class FixOutcome:
     outcome: str
     detail: str
     needs_human: bool = False
+
+
+def on_posts(fix: Callable[[MonitorContext, PostTarget], FixOutcome]
+             ) -> Callable[[MonitorContext, Target], FixOutcome]:
+    """`fix` for ledger rows only: any other target is answered `skipped`, untouched."""
+    @functools.wraps(fix)
+    def for_posts_only(ctx: MonitorContext, target: Target) -> FixOutcome:
+        if not isinstance(target, PostTarget):
+            return FixOutcome("skipped", f"{target.name} is not a post: nothing for this routine to do")
+        return fix(ctx, target)
+    return for_posts_only
 
 
 @dataclass(frozen=True)
@@ -96,10 +130,15 @@ def run_routine(ctx: MonitorContext, routine: Routine, target: Target,
     limit = settings.circuit_breaker_max_runs
     if routine.per_post_attempt:
         limit = max(limit, settings.max_post_attempts)
+    held = None if settings.dry_run or runs >= limit else hold(ctx, NOT_COUNTED)
+    if held is not None:  # not written to `actions`: a held routine did nothing
+        return ActionRecord(routine.name, target.name, SAFE_MODE, held.detail, target.failure_class,
+                            None, held.entered, 0.0, target.post_id)
     if runs >= limit:
         outcome = FixOutcome("blocked", f"{routine.name} already ran {runs} time(s) on {target.name} "
-                             f"in the last {settings.circuit_breaker_window}; stopped to avoid a loop. "
-                             f"Look at the cause: {one_line(target.reason, 200)}", needs_human=True)
+                             f"in the last {settings.circuit_breaker_window} without fixing it, so it "
+                             "is not run again until that window has passed (circuit breaker). Look at "
+                             f"the cause: {one_line(target.reason, 200)}", needs_human=True)
     elif settings.dry_run:
         outcome = FixOutcome("dry_run", f"would {_safe_plan(ctx, routine, target)}")
     else:
@@ -109,8 +148,22 @@ def run_routine(ctx: MonitorContext, routine: Routine, target: Target,
     record = ActionRecord(routine.name, target.name, outcome.outcome, one_line(outcome.detail, 1000),
                           target.failure_class, verified, outcome.needs_human,
                           round((time.perf_counter() - started) * 1000, 1), target.post_id)
-    _record(ctx, record, target, started_at)
+    if record.outcome not in RECORD_ONCE or not _recorded_in_window(ctx, record):
+        _record(ctx, record, target, started_at)
     return record
+
+
+def _recorded_in_window(ctx: MonitorContext, record: ActionRecord) -> bool:
+    """True when this routine, target and outcome were already recorded in the breaker window."""
+    since = ctx.now() - ctx.settings.circuit_breaker_window
+    query = (select(func.count()).select_from(actions)
+             .where(actions.c.routine == record.routine, actions.c.target == record.target[:255],
+                    actions.c.outcome == record.outcome, actions.c.started_at >= since))
+    try:
+        with ctx.engine.connect() as conn:
+            return bool(conn.execute(query).scalar())
+    except SQLAlchemyError:  # cannot tell: record it (once too often beats never)
+        return False
 
 
 def recent_runs(ctx: MonitorContext, routine: str, target: str) -> int:
@@ -123,8 +176,8 @@ def recent_runs(ctx: MonitorContext, routine: str, target: str) -> int:
     try:
         with ctx.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
-    except Exception as exc:  # a broken database must not stop reconnect_database from running
-        logger.warning("cannot count runs of %s: %s", routine, exc)
+    except SQLAlchemyError as exc:  # a broken database must not stop reconnect_database from running
+        _counting.failed(exc)
         return 0
 
 
@@ -140,7 +193,8 @@ def _safe_fix(ctx: MonitorContext, routine: Routine, target: Target) -> FixOutco
     try:
         return routine.fix(ctx, target)
     except Exception as exc:  # the guard is the one place that catches broadly
-        logger.exception("routine %s raised on %s", routine.name, target.name)
+        # an outage (database, disk) is one line, a bug keeps its traceback
+        log_failure(logger, exc, "routine %s raised on %s", routine.name, target.name)
         return FixOutcome("failed", f"{routine.name} raised {type(exc).__name__}: {exc}")
 
 
@@ -162,18 +216,12 @@ def _verify(ctx: MonitorContext, routine: Routine, outcome: FixOutcome,
 
 def run_check(ctx: MonitorContext, name: str, checks: Mapping[str, CheckFn] | None = None) -> CheckResult:
     """Run the check `name` of `checks` (the built-in ones when None) now, in this thread."""
-    from checks.base import run_one
-
     if checks is None:
-        from checks import CHECKS
-
         checks = CHECKS
     return run_one(name, checks[name], ctx)
 
 
 def _passes(result: CheckResult) -> bool:
-    from checks.base import Status
-
     return result.status in (Status.OK, Status.WARNING)
 
 
@@ -191,8 +239,8 @@ def _record(ctx: MonitorContext, record: ActionRecord, target: Target, started_a
                 routine=record.routine, target=record.target[:255], reason=record.reason[:64],
                 outcome=record.outcome, detail=redact(record.detail), dry_run=ctx.settings.dry_run,
                 started_at=started_at, duration_ms=record.duration_ms))
-    except Exception as exc:  # the log line above still holds the action
-        logger.warning("could not record action %s on %s: %s", record.routine, record.target, exc)
+    except SQLAlchemyError as exc:  # the log line above still holds the action
+        _recording.failed(exc)  # the log line above still holds the action
 
 
 def requeue(ctx: MonitorContext, target: Target) -> str:
@@ -200,12 +248,16 @@ def requeue(ctx: MonitorContext, target: Target) -> str:
     failed attempt may have reached X, so a later duplicate answer counts as posted."""
     if target.post_id is None:
         return ""
-    from autonomiq_ledger.posting import transition
 
-    status = (target.row or {}).get("status", "failed")
-    done = transition(ctx.engine, target.post_id, status, "retry_scheduled", ctx.now(),
-                      next_attempt_at=ctx.now(), ambiguous_attempt=True)
-    return f"; {target.name} queued for a retry" if done else f"; {target.name} changed meanwhile"
+    done = transition(ctx.engine, target.post_id, PostStatus.FAILED, PostStatus.RETRY_SCHEDULED,
+                      ctx.now(), expect=target.row, next_attempt_at=ctx.now(), ambiguous_attempt=True)
+    return f"; {target.name} queued for a retry" if done else f"; {changed_meanwhile(target)}"
+
+
+def changed_meanwhile(target: Target) -> str:
+    """The detail for a row the pipeline (or another sweep) changed after the sweep read it."""
+    return (f"{target.name} changed since the sweep read it (another process moved it); left "
+            "alone, looked at afresh next sweep")
 
 
 def backoff_delay(ctx: MonitorContext, attempts: int) -> timedelta:

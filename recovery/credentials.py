@@ -38,7 +38,7 @@ def reread(ctx: MonitorContext) -> Settings:
     """The current settings with every credential the `.env` file now sets (raises ConfigError)."""
     path = ctx.settings.env_file or Path(".env")
     in_file = read_env_file(path)
-    fresh = load_settings({"ENV_FILE": str(path)})
+    fresh = load_settings({"ENV_FILE": str(path if path.is_file() else "/dev/null")})
     register_secrets(fresh.secret_values)
     overrides = {name: fresh.values[name] for name in CREDENTIALS if name in in_file}
     return ctx.settings.with_overrides(**overrides)
@@ -59,7 +59,7 @@ def refresh_oauth2(ctx: MonitorContext, settings: Settings) -> tuple[str | None,
         f"{settings.twitter_api_base_url}/2/oauth2/token",
         data={"grant_type": "refresh_token", "refresh_token": token or env_token,
               "client_id": settings.twitter_client_id},
-        auth=(settings.twitter_client_id, settings.twitter_client_secret))
+        auth=(settings.twitter_client_id or "", settings.twitter_client_secret or ""))
     try:
         body = response.json()
     except ValueError:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from checks import CHECKS
 from checks.base import CheckFn
 from recovery.base import Routine
+from recovery.playbook import PLAYBOOK, ROUTINES
 
 
 @dataclass
@@ -26,9 +28,6 @@ class Registry:
     @classmethod
     def built_in(cls) -> Registry:
         """Every built-in check and routine, as `AutonomousMonitor.from_settings` registers them."""
-        from checks import CHECKS
-        from recovery.playbook import ROUTINES
-
         return cls(dict(CHECKS), dict(ROUTINES))
 
     def add_check(self, name: str, check: CheckFn) -> None:
@@ -47,8 +46,6 @@ class Registry:
     def routines_for(self, failure_class: str) -> tuple[Routine, ...]:
         """The registered fixers for `failure_class`: the playbook's (as registered, so a
         replacement wins and an unregistered one is left out), then the extra ones."""
-        from recovery.playbook import PLAYBOOK
-
         built_in = [self.fixers.get(r.name) for r in PLAYBOOK.get(failure_class, ())]
         extra = [self.fixers.get(name) for name in self.extra_fixers.get(str(failure_class), ())]
         return tuple(r for r in (*built_in, *extra) if r is not None)

@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from recovery.registry import Registry
 
-Source = Literal["ledger", "log", "check"]
+Source = Literal["ledger", "log", "check", "monitor"]  # monitor: about the monitor itself
+# Targets of detections about the ledger or the monitor as a whole (not one post, log or check):
+# every sweep looks at them, so a sweep that did not detect them again is evidence they are over.
+WHOLE_SWEEP_TARGETS = ("ledger", "monitor")
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class SweepReport:
     actions: list[ActionRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # parts of the sweep that could not run
     # What the sweep ran from (not part of the result: never serialised or compared).
-    registry: Registry | None = field(default=None, repr=False, compare=False)
+    registry: Registry = field(default_factory=lambda: _built_in_registry(), repr=False, compare=False)
 
     @property
     def healthy(self) -> bool:
@@ -71,3 +74,9 @@ class SweepReport:
         """The `sweep --json` contract: `{"detected": [...], "actions": [...]}` (+ errors)."""
         return {"detected": [d.to_json() for d in self.detected],
                 "actions": [a.to_json() for a in self.actions], "errors": self.errors}
+
+
+def _built_in_registry() -> Registry:
+    from recovery.registry import Registry
+
+    return Registry.built_in()

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +15,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.environment import (  # noqa: E402 - shared with bench/
+    FAKE_SECRETS,
+    LEAK_MARKERS,
+    FixedClock,
+    monitor_env,
+)
 from tests.support.loopback_web import loopback_web  # noqa: E402
 from tests.support.xapi_double import XApiDouble  # noqa: E402
 from utils.config import load_settings  # noqa: E402
 from utils.context import MonitorContext  # noqa: E402
 from utils.redact import register_secrets  # noqa: E402
 
-# Recognisable fake secrets: no test output, log, row or message may ever contain them.
-FAKE_SECRETS = {
-    "TWITTER_API_KEY": "test-consumer-key",  # the double checks this one; kept short on purpose
-    "TWITTER_API_SECRET": "SECRETapisecret0123456789abcdefZZ",
-    "TWITTER_ACCESS_TOKEN": "1450000000000000000-SECRETaccesstokenZZ",
-    "TWITTER_ACCESS_TOKEN_SECRET": "SECRETaccesstokensecret0123456789ZZ",
-    "TWITTER_BEARER_TOKEN": "AAAAAAAAAAAAAAAAAAAAASECRETbearerZZ",
-}
-LEAK_MARKERS = ("SECRETapisecret", "SECRETaccesstoken", "SECRETbearer", "SECRETaccesstokensecret")
-
-
-class FixedClock:
-    """A clock tests move by hand."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> datetime:
-        from datetime import timedelta
-
-        self.current += timedelta(**delta)
-        return self.current
+# Fixtures of their own modules: the real daemon as a child process, systemd's notify socket.
+pytest_plugins = ("tests.support.daemon",)
 
 
 @pytest.fixture
@@ -61,24 +43,6 @@ def x_api() -> Iterator[XApiDouble]:
     """The loopback X API v2 double, valid for the fake TWITTER_API_KEY."""
     with XApiDouble(api_key=FAKE_SECRETS["TWITTER_API_KEY"]) as double:
         yield double
-
-
-def monitor_env(folder: Path, x_api_url: str, web_url: str) -> dict[str, str]:
-    """A complete monitor environment in `folder`: its own SQLite and logs, the fake credentials,
-    the loopback X API double and loopback "internet" (tests and benchmarks share it)."""
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    return {
-        **FAKE_SECRETS,
-        "ENV_FILE": str(folder / "missing.env"),
-        "TWITTER_API_BASE_URL": x_api_url,
-        "DATABASE_URL": f"sqlite:///{folder / 'data' / 'monitor.db'}",
-        "DATA_DIR": str(folder / "data"),
-        "LOG_DIR": str(folder / "logs"),
-        "DISK_PATHS": str(folder),
-        "CONNECTIVITY_URLS": web_url,
-        "MONITOR_TIMEZONE": "UTC",
-        "CLEANUP_PATHS": f"{folder / 'logs'}/*.log.[0-9]*",
-    }
 
 
 @pytest.fixture

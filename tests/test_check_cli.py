@@ -49,6 +49,7 @@ def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in report["checks"]}
 
 
+@pytest.mark.slow
 def test_json_shape_and_twitter_api_ok_with_username(env: dict, tmp_path: Path,
                                                      x_api: XApiDouble) -> None:
     proc, report = check_json({**env, "SCHEDULER_HEARTBEAT_FILE": heartbeat(tmp_path)})
@@ -76,6 +77,7 @@ def test_json_shape_and_twitter_api_ok_with_username(env: dict, tmp_path: Path,
     (True, True, False, "unknown", 3),      # unknown outranks warning
     (True, True, True, "critical", 2),      # critical outranks unknown
 ])
+@pytest.mark.slow
 def test_exit_code_follows_nagios_and_the_worst_wins(warning: bool, unknown: bool, critical: bool,
                                                       top: str, code: int, env: dict, tmp_path: Path,
                                                       web_ok: str, x_api: XApiDouble) -> None:
@@ -95,6 +97,7 @@ def test_exit_code_follows_nagios_and_the_worst_wins(warning: bool, unknown: boo
     assert proc.returncode == code
 
 
+@pytest.mark.slow
 def test_readable_table_shows_status_name_detail_and_time(env: dict) -> None:
     proc = run_cli(["check"], env)
     assert proc.returncode == 3, proc.stderr  # the scheduler is not configured
@@ -112,6 +115,7 @@ def test_readable_table_shows_status_name_detail_and_time(env: dict) -> None:
     assert rows["scheduler"][1].startswith("not configured")
 
 
+@pytest.mark.slow
 def test_help_lists_every_subcommand_and_the_exit_codes() -> None:
     from autonomous_monitor import COMMANDS
 
@@ -125,6 +129,7 @@ def test_help_lists_every_subcommand_and_the_exit_codes() -> None:
     assert "0 ok, 1 warning, 2 critical, 3 unknown" in check_help.stdout
 
 
+@pytest.mark.slow
 def test_results_are_stored_in_health_checks(env: dict, tmp_path: Path) -> None:
     environ = {**env, "SCHEDULER_HEARTBEAT_FILE": heartbeat(tmp_path)}
     _, first = check_json(environ)
@@ -144,6 +149,7 @@ def test_results_are_stored_in_health_checks(env: dict, tmp_path: Path) -> None:
     assert first["status"] == second["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_one_hung_check_does_not_hold_up_the_round(env: dict, tmp_path: Path,
                                                    x_api: XApiDouble) -> None:
     x_api.always(ME, Reply(mode="hang"))
@@ -192,6 +198,7 @@ def all_rows(url: str) -> str:
     return "\n".join(dumped)
 
 
+@pytest.mark.slow
 def test_no_secret_anywhere_even_at_debug_with_an_echoing_api(env: dict, tmp_path: Path,
                                                               x_api: XApiDouble, postgres_url: str,
                                                               webhook: Any) -> None:
@@ -228,9 +235,10 @@ def test_no_secret_anywhere_even_at_debug_with_an_echoing_api(env: dict, tmp_pat
     ("DISK_CRIT_FREE_PERCENT", "20"),  # above the default warn threshold of 15
     ("SCHEDULER_HEARTBEAT_MAX_AGE_SECONDS", "-5"),
 ])
+@pytest.mark.slow
 def test_bad_check_setting_exits_78_with_one_line(variable: str, value: str, tmp_path: Path) -> None:
     # CHECK_TIMEOUT_SECONDS=abc, POSTING_TIMES=25:00, bad timezones and base URLs: tests/test_config.py
-    proc = run_cli(["check", "--json"], {"ENV_FILE": str(tmp_path / "none.env"), variable: value,
+    proc = run_cli(["check", "--json"], {"ENV_FILE": "/dev/null", variable: value,
                                          "LOG_DIR": str(tmp_path / "logs")})
     assert proc.returncode == EX_CONFIG
     lines = proc.stderr.splitlines()

@@ -1,8 +1,10 @@
-"""One conformance table for the network checks: `twitter_api` and `internet` against each way a
+"""Conformance tables: the network checks (`twitter_api`, `internet`) against each way a
 server can misbehave (HTTP 500, 429, 401, a hang, connection refused, a non-JSON body).
 
 Each cell names the documented status and the words the detail must carry; every cell also
 proves nothing raised past the check, the check stayed within its timeout, and no secret leaked.
+And every registered check (`checks.CHECKS`, so a new one is covered by being listed) in a world
+where everything it reaches refuses or hangs.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from checks import internet, twitter_api
-from checks.base import Status, run_one
+from checks import CHECKS, internet, twitter_api
+from checks.base import Status, run_checks, run_one
 from tests.conftest import assert_no_secret
 from tests.support.xapi_double import BODY_401, BODY_429, ME, Reply, XApiDouble
 
@@ -116,6 +119,7 @@ def assert_conforms(result: Any, status: Status, words: str) -> None:
     assert_no_secret(result.detail, json.dumps(result.data, default=str))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_twitter_api_conformance(fault: str, env: dict, make_ctx: Any, x_api: XApiDouble) -> None:
     environ = {**env, "CHECK_TIMEOUT_SECONDS": str(TIMEOUT_S)}
@@ -127,6 +131,7 @@ def test_twitter_api_conformance(fault: str, env: dict, make_ctx: Any, x_api: XA
     assert_conforms(result, *TWITTER_API[fault])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_internet_conformance(fault: str, env: dict, make_ctx: Any, scripted_web: Any,
                               x_api: XApiDouble) -> None:
@@ -136,3 +141,40 @@ def test_internet_conformance(fault: str, env: dict, make_ctx: Any, scripted_web
     result = run_one("internet", internet.check, ctx)
     assert_conforms(result, *INTERNET[fault])
     assert x_api.requests == []  # the internet check never leans on the X API
+
+
+# --- every registered check in a hostile world --------------------------------------------------
+
+DB_PASSWORD = "SECRETdbpasswordZZ41"
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A TCP port that accepts connections (the kernel's backlog) and never answers: a hang."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world", ["refused", "hung"])
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_every_check_answers_a_hostile_world_in_time_and_keeps_its_secrets(
+        name: str, world: str, env: dict, make_ctx: Any, silent_port: int, tmp_path: Any) -> None:
+    """Everything the checks reach refuses or hangs: the X API, the internet, the database; the
+    disk path and the heartbeat file are gone. Each check, as registered, still gives a result
+    that is not `ok`, in one line, within its timeout, and never the database password."""
+    port = silent_port if world == "hung" else int(refused_url().rsplit(":", 1)[1])
+    url = f"http://127.0.0.1:{port}"
+    ctx = make_ctx({**env, "CHECK_TIMEOUT_SECONDS": str(TIMEOUT_S), "TWITTER_API_BASE_URL": url,
+                    "CONNECTIVITY_URLS": url, "DISK_PATHS": str(tmp_path / "gone"),
+                    "DATABASE_URL": f"postgresql://monitor:{DB_PASSWORD}@127.0.0.1:{port}/ledger",
+                    "SCHEDULER_HEARTBEAT_FILE": str(tmp_path / "no-heartbeat")})
+    started = time.monotonic()
+    [result] = run_checks({name: CHECKS[name]}, ctx, TIMEOUT_S)
+    assert time.monotonic() - started < TIMEOUT_S + 1
+    assert result.status is not Status.OK, result.detail
+    assert result.detail and "\n" not in result.detail
+    assert_no_secret(result.detail, json.dumps(result.data, default=str))
+    assert DB_PASSWORD not in result.detail + json.dumps(result.data, default=str)

@@ -38,8 +38,8 @@ def assert_password_hidden(result: Any, password: str) -> None:
 
 
 def test_sqlite_file_is_created_on_first_use(env: dict, make_ctx: Any, tmp_path: Path) -> None:
-    db_file = tmp_path / "fresh" / "nested" / "monitor.db"
-    assert not db_file.parent.exists()
+    db_file = tmp_path / "fresh-monitor.db"  # a folder that does not exist is refused (a typo)
+    assert not db_file.exists()
     result = run(make_ctx({**env, "DATABASE_URL": f"sqlite:///{db_file}"}))
     assert result.status is Status.OK, result.detail
     assert db_file.is_file()
@@ -54,6 +54,7 @@ def test_real_postgresql_answers(env: dict, make_ctx: Any, postgres_url: str) ->
     assert make_url(result.data["url"]).database == make_url(postgres_url).database
 
 
+@pytest.mark.slow
 def test_real_mariadb_answers(env: dict, make_ctx: Any, mysql_url: str) -> None:
     result = run(make_ctx({**env, "DATABASE_URL": mysql_url}))
     assert result.status is Status.OK, result.detail

@@ -86,6 +86,7 @@ def test_none_answers_is_critical_offline(env: dict, make_ctx: Any) -> None:
     assert f"{first} (connection refused)" in result.detail and second in result.detail
 
 
+@pytest.mark.slow
 def test_unresolvable_host_is_reported_as_dns_failure(env: dict) -> None:
     # In a network namespace of its own the resolver's query cannot leave the machine (no test
     # sends packets beyond loopback), and the lookup fails the way it does on an offline box.

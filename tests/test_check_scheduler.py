@@ -124,6 +124,7 @@ def _stand_in_systemctl(tmp_path: Path, script: str) -> Path:
     ('echo activating; exit 3', Status.WARNING, "pipeline.service is activating"),
     ('exec sleep 30', Status.UNKNOWN, "did not answer in time"),
 ])
+@pytest.mark.slow
 def test_unit_states_from_a_stand_in_systemctl(script: str, status: Status, words: str, env: dict,
                                                 make_ctx: Any, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:

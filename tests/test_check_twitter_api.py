@@ -88,6 +88,7 @@ def test_429_is_a_warning_with_the_reset_in_local_time(env: dict, make_ctx: Any,
     assert "09:40 CET" in result.detail
 
 
+@pytest.mark.slow
 def test_hung_api_is_critical_timeout_within_the_timeout(env: dict, make_ctx: Any,
                                                          x_api: XApiDouble) -> None:
     x_api.script(ME, Reply(mode="hang"))
@@ -129,6 +130,7 @@ def test_keeps_the_reserve_using_headers_it_saw_last(env: dict, make_ctx: Any, c
     assert x_api.calls[ME] == 2
 
 
+@pytest.mark.slow
 def test_tier_assumption_applies_before_any_header(env: dict, make_ctx: Any, clock: Any,
                                                    x_api: XApiDouble) -> None:
     plain = Reply(200, {"data": {"id": "1", "username": "autonomiq_bot", "name": "b"}})

@@ -92,3 +92,60 @@ def test_patterns_without_a_folder_or_over_the_monitor_code_are_refused(env, mak
         assert old.exists()
     finally:
         os.utime(old, (before, before))
+
+
+# --- files that posts waiting to be published still need (posts.media_paths) -------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgres_url", "mysql_url"])
+def test_cleanup_keeps_a_file_a_scheduled_post_needs_and_deletes_an_old_unreferenced_one(
+        backend, request, env, make_ctx, clock, tmp_path):
+    import json
+
+    from sqlalchemy import insert
+
+    from utils.db import posts
+
+    url = env["DATABASE_URL"] if backend == "sqlite" else request.getfixturevalue(backend)
+    now_ts = clock().timestamp()
+    media = tmp_path / "media"
+    for name in ("tomorrow.png", "old-unused.png", "posted-long-ago.png", "typo.png", "relative.png"):
+        _file(media / name, 72, now_ts, "p" * 500)
+    ctx = make_ctx({**env, "DATABASE_URL": url, "CLEANUP_PATHS": f"{media}/*.png"})
+    with ctx.engine.begin() as conn:
+        conn.execute(insert(posts), [
+            {"text": "with a picture", "status": "scheduled", "scheduled_at": clock(),
+             "media_paths": json.dumps([str(media / "tomorrow.png")])},
+            {"text": "done", "status": "posted", "scheduled_at": clock(),
+             "media_paths": json.dumps([str(media / "posted-long-ago.png")])},
+            {"text": "hostile", "status": "failed", "scheduled_at": clock(), "media_paths": "{\"a\": 1}"},
+            {"text": "a typo", "status": "scheduled", "scheduled_at": clock(),
+             "media_paths": f'["{media / "typo.png"}", '},  # broken JSON: what it names is kept
+            {"text": "relative", "status": "retry_scheduled", "scheduled_at": clock(),
+             "media_paths": json.dumps(["media/relative.png"])}])
+
+    planned = run_routine(make_ctx({**env, "DATABASE_URL": url, "CLEANUP_PATHS": f"{media}/*.png",
+                                    "DRY_RUN": "true"}), cleanup_disk.ROUTINE, DISK)
+    assert planned.outcome == "dry_run" and "freeing 1000 bytes" in planned.detail
+    assert "kept 3 file(s) a post waiting to be published needs" in planned.detail
+    assert "post 3: media_paths is not a JSON list of paths" in planned.detail
+    assert "post 4: media_paths is not valid JSON; kept every file it names" in planned.detail
+    assert "post 5: media_paths has relative paths" in planned.detail
+    assert len(list(media.iterdir())) == 5  # a dry run deletes nothing
+
+    record = run_routine(ctx, cleanup_disk.ROUTINE, DISK)
+    assert "deleted 2 file(s), freed 1000 bytes" in record.detail
+    assert sorted(p.name for p in media.iterdir()) == ["relative.png", "tomorrow.png", "typo.png"]
+
+
+def test_cleanup_deletes_nothing_when_the_ledger_cannot_be_read(env, make_ctx, clock, tmp_path):
+    now_ts = clock().timestamp()
+    _file(tmp_path / "media" / "maybe-needed.png", 72, now_ts)
+    ctx = make_ctx({**env, "CLEANUP_PATHS": f"{tmp_path / 'media'}/*.png"})
+    ctx.engine  # noqa: B018 - the tables exist; then the ledger goes away
+    with ctx.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE posts")
+    record = run_routine(ctx, cleanup_disk.ROUTINE, DISK)
+    assert record.outcome == "failed" and record.needs_human
+    assert "deleted nothing, as a post waiting to be published may need any file" in record.detail
+    assert (tmp_path / "media" / "maybe-needed.png").exists()

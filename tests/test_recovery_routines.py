@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import stat
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert
+import pytest
+from sqlalchemy import insert, update
 
 from autonomiq_ledger.posting import get_post
+from recovery.base import Target, run_routine
 from recovery.credentials import OAUTH2_STATE_KEY, ROTATED_TOKEN_FILE
 from recovery.sweep import run_sweep
 from tests.conftest import FAKE_SECRETS, assert_no_secret
+from tests.support.ledger import failed_row
 from tests.support.xapi_double import (
     BODY_401,
     BODY_402_CREDITS,
@@ -24,7 +27,6 @@ from tests.support.xapi_double import (
     TWEETS,
     Reply,
 )
-from tests.test_sweep import failed_row
 from utils.db import posts
 from utils.state import get_state
 
@@ -35,6 +37,7 @@ def outcomes(report) -> list[tuple[str, str]]:
 
 # --- usage_cap ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_usage_cap_holds_every_post_alerts_once_and_probes_once_per_period(env, make_ctx, x_api, clock):
     ctx = make_ctx(env)
     cap = Reply(429, BODY_429_USAGE_CAP, {"x-rate-limit-remaining": "39999"})
@@ -73,6 +76,7 @@ def _env_file(tmp_path, api_key: str) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_new_credentials_in_env_file_are_verified_once_then_the_post_is_retried(
         env, make_ctx, x_api, tmp_path):
     base = {k: v for k, v in env.items() if k != "TWITTER_API_KEY"}
@@ -100,6 +104,7 @@ def test_still_rejected_credentials_stay_failed_and_ask_a_human_once(env, make_c
     assert x_api.calls[ME] == 1  # unchanged .env: no second verification call
 
 
+@pytest.mark.slow
 def test_oauth2_refresh_rotates_and_the_new_refresh_token_is_used_next_time(env, make_ctx, x_api, caplog):
     oauth2 = {"TWITTER_CLIENT_ID": "client-abc", "TWITTER_CLIENT_SECRET": "SECRETclientsecretZZ",
               "TWITTER_OAUTH2_REFRESH_TOKEN": "refresh-0-SECRETZZ"}
@@ -225,6 +230,7 @@ def test_circuit_breaker_blocks_the_next_run_and_survives_a_restart(env, make_ct
     assert run_sweep(restarted).actions[0].outcome == "failed"  # the window has passed
 
 
+@pytest.mark.slow
 def test_fast_sweeps_reach_max_post_attempts_not_the_circuit_breaker(env, make_ctx, x_api, clock):
     # Sweeps every 2 minutes against an X that keeps answering 503: the post's own limit
     # (MAX_POST_ATTEMPTS) ends it with `gave_up`, not a misleading "blocked to avoid a loop".
@@ -241,3 +247,72 @@ def test_fast_sweeps_reach_max_post_attempts_not_the_circuit_breaker(env, make_c
     assert all(outcome != "blocked" for _, outcome in seen), seen
     assert seen[-1] == ("retry_transient", "gave_up"), seen
     assert get_post(ctx.engine, post_id)["attempts"] == 5 and x_api.calls[TWEETS] == 5
+
+
+# --- optimistic concurrency: a row the pipeline touched after the sweep read it is left alone ---
+
+def _stale_cases():
+    """(routine, status the sweep selected the row in, failure class, how to run it)."""
+    from recovery.base import requeue
+    from recovery.playbook import ROUTINES
+
+    def guarded(name):
+        return lambda ctx, target: run_routine(ctx, ROUTINES[name], target).detail
+
+    return [
+        ("retry_transient", "failed", "server_error", guarded("retry_transient")),
+        ("give_up", "failed", "permission", guarded("give_up")),
+        ("resolve_duplicate", "failed", "duplicate", guarded("resolve_duplicate")),
+        ("retry_after_rate_limit", "failed", "rate_limit", guarded("retry_after_rate_limit")),
+        ("hold_for_usage_cap", "failed", "usage_cap", guarded("hold_for_usage_cap")),
+        ("release_stuck_post", "posting", "timeout", guarded("release_stuck_post")),
+        ("retry_due_post", "retry_scheduled", "server_error", guarded("retry_due_post")),
+        ("post_missed", "scheduled", "scheduler", guarded("post_missed")),
+        ("requeue", "failed", "database", requeue),
+    ]
+
+
+STALE = {case[0]: case for case in _stale_cases()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mysql"])
+@pytest.mark.parametrize("name", sorted(STALE))
+def test_a_routine_leaves_alone_a_row_the_pipeline_touched_after_the_sweep_read_it(
+        name, backend, env, make_ctx, x_api, clock, request):
+    if backend != "sqlite":
+        env = {**env, "DATABASE_URL": request.getfixturevalue(f"{backend}_url")}
+    ctx = make_ctx(env)
+    _, status, failure_class, run = STALE[name]
+    with ctx.engine.begin() as conn:
+        post_id = conn.execute(insert(posts).values(
+            text=f"{name} race", status=status, attempts=1, ambiguous_attempt=True,
+            last_error="503 Service Unavailable", failure_class=failure_class,
+            scheduled_at=ctx.now() - timedelta(hours=1), next_attempt_at=ctx.now() - timedelta(minutes=1),
+            updated_at=ctx.now() - timedelta(hours=1))).inserted_primary_key[0]
+    seen = get_post(ctx.engine, post_id)  # what the sweep read
+    with ctx.engine.begin() as conn:  # the pipeline tried again meanwhile: same status, new attempt
+        conn.execute(update(posts).where(posts.c.id == post_id).values(
+            attempts=2, updated_at=ctx.now() - timedelta(seconds=1)))
+    after_pipeline = get_post(ctx.engine, post_id)
+    detail = run(ctx, Target.for_row(seen, failure_class))
+    assert "changed since" in detail, detail
+    assert get_post(ctx.engine, post_id) == after_pipeline
+    assert x_api.calls[TWEETS] == 0
+    # the control: the same routine on a fresh read does move the row
+    run(ctx, Target.for_row(after_pipeline, failure_class))
+    assert get_post(ctx.engine, post_id) != after_pipeline
+
+
+def test_a_row_the_pipeline_posted_after_the_sweep_read_it_is_never_taken_back(env, make_ctx, x_api):
+    ctx = make_ctx(env)
+    post_id = failed_row(ctx, x_api, Reply(503, BODY_503), "the pipeline finishes it")
+    seen = get_post(ctx.engine, post_id)
+    with ctx.engine.begin() as conn:  # the pipeline posts it itself (tweet 1234)
+        conn.execute(update(posts).where(posts.c.id == post_id).values(
+            status="posted", tweet_id="1234", updated_at=ctx.now()))
+    for name in ("retry_transient", "resolve_duplicate", "retry_after_rate_limit", "give_up"):
+        _, _, failure_class, run = STALE[name]
+        assert "changed since" in run(ctx, Target.for_row(seen, failure_class))
+    row = get_post(ctx.engine, post_id)
+    assert row["status"] == "posted" and row["tweet_id"] == "1234" and x_api.calls[TWEETS] == 1

@@ -128,6 +128,7 @@ def _daemon(environ: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[b
     return proc, out, err
 
 
+@pytest.mark.slow
 def test_a_full_fault_scenario_leaves_no_secret_anywhere(scenario: dict[str, str], make_ctx: Any,
                                                          x_api: Any, webhook: Any, smtp: Any,
                                                          heartbeat: Any, tmp_path: Path) -> None:
@@ -194,6 +195,7 @@ def test_a_full_fault_scenario_leaves_no_secret_anywhere(scenario: dict[str, str
 
 # --- .env readable by others --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_env_file_readable_by_others_is_warned_by_check_and_status(env: dict[str, str],
                                                                    tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
@@ -256,11 +258,12 @@ def _raw(address: tuple[str, int], request: bytes, timeout: float = 5) -> bytes:
 
 
 def test_the_endpoint_defaults_are_loopback_and_bounded(tmp_path: Path) -> None:
-    assert load_settings({"ENV_FILE": str(tmp_path / "none")}).monitor_http_host == "127.0.0.1"
+    assert load_settings({"ENV_FILE": "/dev/null"}).monitor_http_host == "127.0.0.1"
     assert http_endpoint.REQUEST_TIMEOUT_S <= 10 and http_endpoint.REQUEST_DEADLINE_S <= 30
     assert http_endpoint.MAX_REQUEST_BYTES <= 128 * 1024 and http_endpoint.MAX_CONNECTIONS <= 64
 
 
+@pytest.mark.slow
 def test_only_the_two_paths_answer(endpoint: tuple[str, int]) -> None:
     # (`//healthz` is the stdlib's own normalisation of `/healthz`, so it is not in this list)
     for target in ("/", "/healthz/", "/healthz/x", "/HEALTHZ", "/metrics.txt", "/favicon.ico",
@@ -269,6 +272,7 @@ def test_only_the_two_paths_answer(endpoint: tuple[str, int]) -> None:
         assert answer.startswith(b"HTTP/1.0 404 "), (target, answer[:80])
 
 
+@pytest.mark.slow
 def test_other_methods_are_refused_and_head_and_queries_work(endpoint: tuple[str, int]) -> None:
     for method in ("PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "PROPFIND"):
         assert _raw(endpoint, f"{method} /healthz HTTP/1.0\r\n\r\n".encode()).startswith(b"HTTP/1.0 501 ")
@@ -283,6 +287,7 @@ def test_other_methods_are_refused_and_head_and_queries_work(endpoint: tuple[str
     pytest.param(b"".join(b"X-%d: 1\r\n" % n for n in range(150)), id="150-headers"),
     pytest.param(b"X-Long: " + b"b" * 70_000 + b"\r\n", id="one-70-KB-header"),
 ])
+@pytest.mark.slow
 def test_oversized_requests_are_refused_and_the_endpoint_survives(endpoint: tuple[str, int],
                                                                   headers: bytes) -> None:
     started = time.monotonic()
@@ -295,6 +300,7 @@ def test_oversized_requests_are_refused_and_the_endpoint_survives(endpoint: tupl
     assert _raw(endpoint, b"GET /healthz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200 ")
 
 
+@pytest.mark.slow
 def test_a_client_trickling_its_headers_is_cut_off_in_bounded_time(endpoint: tuple[str, int]) -> None:
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 400 + b"\r\n\r\n"
     started = time.monotonic()
@@ -314,6 +320,7 @@ def test_a_client_trickling_its_headers_is_cut_off_in_bounded_time(endpoint: tup
     assert 1.4 <= took <= 3.5, f"cut off after {took:.1f}s"
 
 
+@pytest.mark.slow
 def test_connections_beyond_the_limit_are_closed_at_once(patient_endpoint: tuple[str, int]) -> None:
     endpoint = patient_endpoint
     idle = [socket.create_connection(endpoint, timeout=5) for _ in range(3)]  # never send anything
@@ -332,6 +339,7 @@ def test_connections_beyond_the_limit_are_closed_at_once(patient_endpoint: tuple
              "a free slot after the idle clients left")
 
 
+@pytest.mark.slow
 def test_a_client_that_leaves_mid_request_leaves_no_traceback(endpoint: tuple[str, int],
                                                               capfd: pytest.CaptureFixture[str],
                                                               caplog: pytest.LogCaptureFixture) -> None:
@@ -349,7 +357,7 @@ def test_a_client_that_leaves_mid_request_leaves_no_traceback(endpoint: tuple[st
 
 def test_config_view_shows_no_url_secret(tmp_path: Path) -> None:
     settings = load_settings({
-        "ENV_FILE": str(tmp_path / "none"), **FAKE_SECRETS,
+        "ENV_FILE": "/dev/null", **FAKE_SECRETS,
         "DATABASE_URL": f"postgresql://monitor:{DB_PASSWORD}@127.0.0.1/monitor",
         "NOTIFY_URLS": f"json://127.0.0.1:9/hook/{WEBHOOK_TOKEN} mailto://u:{SMTP_PASSWORD}@127.0.0.1",
         "HEARTBEAT_URL": f"https://hc-ping.com/{HEARTBEAT_TOKEN}"})

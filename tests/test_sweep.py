@@ -9,21 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from autonomiq_ledger.posting import get_post, post, schedule_post
+from autonomiq_ledger.posting import get_post, schedule_post
 from recovery.sweep import run_sweep, sweep_exit_code
 from tests.conftest import assert_no_secret, run_cli
+from tests.support.ledger import failed_row
 from tests.support.xapi_double import BODY_403_DUPLICATE, BODY_429, BODY_503, TWEETS, Reply
 from utils.db import actions, posts
 from utils.redact import redact
-
-
-def failed_row(ctx, x_api, reply: Reply | None, text: str = "hello world") -> int:
-    """A row that failed the real way: the pipeline's post() got `reply` (or X's own answer)."""
-    post_id = schedule_post(ctx.engine, text, ctx.now())
-    if reply is not None:
-        x_api.script(TWEETS, reply)
-    assert post(ctx, post_id).status == "failed"
-    return post_id
 
 
 def test_restart_between_429_and_its_reset_keeps_the_wait(env, make_ctx, x_api, clock):
@@ -53,6 +45,7 @@ def test_restart_between_429_and_its_reset_keeps_the_wait(env, make_ctx, x_api, 
     assert x_api.calls[TWEETS] == 2 and len(x_api.tweets) == 1
 
 
+@pytest.mark.slow
 def test_ambiguous_timeout_that_went_out_ends_posted_without_a_second_tweet(env, make_ctx, x_api, clock):
     ctx = make_ctx({**env, "CHECK_TIMEOUT_SECONDS": "1"})
     post_id = failed_row(ctx, x_api, Reply(mode="post_then_hang"), "only once please")
@@ -77,6 +70,7 @@ def test_duplicate_without_ambiguity_is_skipped_and_never_retried(env, make_ctx,
     assert get_post(ctx.engine, post_id)["status"] == "skipped" and x_api.calls[TWEETS] == 1
 
 
+@pytest.mark.slow
 def test_sweeping_twice_in_a_row_posts_nothing_twice(env, make_ctx, x_api, clock):
     ctx = make_ctx(env)
     ids = [failed_row(ctx, x_api, Reply(503, BODY_503), f"post {n}") for n in range(3)]
@@ -99,6 +93,7 @@ def _due_rows(ctx, count: int) -> None:
                                      for n in range(count)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_two_sweep_processes_at_once_never_post_twice(backend, env, make_ctx, x_api, request):
     if backend == "postgres":
@@ -116,6 +111,7 @@ def test_two_sweep_processes_at_once_never_post_twice(backend, env, make_ctx, x_
         assert set(conn.execute(select(posts.c.status)).scalars()) == {"posted"}
 
 
+@pytest.mark.slow
 def test_sweep_json_shape_and_exit_codes(env, make_ctx, x_api):
     ctx = make_ctx(env)
     healthy = run_cli(["sweep", "--json"], env)
@@ -142,6 +138,7 @@ def test_sweep_json_shape_and_exit_codes(env, make_ctx, x_api):
     assert_no_secret(run.stdout, run.stderr, text.stdout)
 
 
+@pytest.mark.slow
 def test_bad_rows_are_reported_and_skipped(env, make_ctx, x_api):
     ctx = make_ctx(env)
     with ctx.engine.begin() as conn:
@@ -152,7 +149,8 @@ def test_bad_rows_are_reported_and_skipped(env, make_ctx, x_api):
     good = failed_row(ctx, x_api, Reply(503, BODY_503), "good one")
     report = run_sweep(ctx)
     assert len(report.errors) == 2 and "100000 characters" in report.errors[0]
-    assert {d.post_id: d.failure_class for d in report.detected} == {3: "unknown", good: "server_error"}
+    assert {d.post_id: d.failure_class for d in report.detected} == {
+        3: "unknown", good: "server_error", None: "bad_row"}  # the skipped rows: one detection
     assert sweep_exit_code(report) == 2
     assert get_post(ctx.engine, 3)["failure_class"] == "unknown"
     assert x_api.calls[TWEETS] == 1
@@ -188,6 +186,7 @@ def test_dry_run_classifies_but_changes_nothing(env, make_ctx, x_api, clock):
     assert x_api.calls[TWEETS] == 1
 
 
+@pytest.mark.slow
 def test_every_action_reaches_the_failure_log_with_its_detail(env, make_ctx, x_api, tmp_path):
     failed_row(make_ctx(env), x_api, Reply(429, BODY_429))
     run = run_cli(["sweep"], env)
@@ -207,6 +206,7 @@ def test_log_errors_become_log_detections(env, make_ctx, tmp_path):
     assert report.actions == []
 
 
+@pytest.mark.slow
 def test_a_row_stuck_in_posting_is_released_and_resolved_exactly_once(env, make_ctx, x_api, clock):
     ctx = make_ctx(env)
     with ctx.engine.begin() as conn:  # a poster crashed mid-call after X accepted the tweet
@@ -245,3 +245,118 @@ def test_monitor_registers_the_routines_and_hands_each_sweep_to_after_sweep(env,
     finally:
         monitor.close()
     assert seen == [report] and report.healthy
+
+
+# --- the pipeline's own rows: ambiguity, odd statuses, unknown, huge errors (issue 10) ---------
+
+def _pipeline_failed(ctx, text: str, last_error: str, **extra) -> int:
+    """A row the pipeline posted and failed by itself (plain SQL: no ambiguous flag, no class)."""
+    with ctx.engine.begin() as conn:
+        return conn.execute(insert(posts).values(
+            text=text, status="failed", attempts=1, last_error=last_error,
+            updated_at=ctx.now(), **extra)).inserted_primary_key[0]
+
+
+BACKENDS = ["sqlite", "postgres", "mysql"]
+
+
+def _backend_env(backend, env, request):
+    if backend == "sqlite":
+        return env
+    return {**env, "DATABASE_URL": request.getfixturevalue(f"{backend}_url")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pipeline_error_that_may_have_reached_x_ends_posted_on_a_duplicate_answer(
+        backend, env, make_ctx, x_api, clock, request):
+    ctx = make_ctx(_backend_env(backend, env, request))
+    errors = {"503": "503 Service Unavailable\nService Unavailable",
+              "read timeout": "HTTPSConnectionPool(host='api.twitter.com', port=443): Read timed out. "
+                              "(read timeout=10)",
+              "aborted": "('Connection aborted.', RemoteDisconnected('Remote end closed connection "
+                         "without response'))",
+              "unreadable 2xx": "Failed to parse JSON payload: HTTP 201 (text/html) without a tweet id"}
+    ids = {name: _pipeline_failed(ctx, f"went out: {name}", error) for name, error in errors.items()}
+    refused = _pipeline_failed(ctx, "never sent", "HTTPSConnectionPool(host='api.twitter.com', port=443): "
+                               "Max retries exceeded (Caused by NewConnectionError('Connection refused'))")
+    for name in errors:  # each of those calls did reach X
+        x_api.tweets.append({"id": str(1850000000000000000 + len(x_api.tweets)), "text": f"went out: {name}"})
+    run_sweep(ctx)
+    assert {name: get_post(ctx.engine, i)["ambiguous_attempt"] for name, i in ids.items()} == \
+        dict.fromkeys(errors, True)
+    assert get_post(ctx.engine, refused)["ambiguous_attempt"] is False
+    clock.advance(seconds=ctx.settings.backoff_max_seconds + 60)
+    run_sweep(ctx)  # the retries: X says duplicate for the four, posts the refused one
+    for i in ids.values():
+        row = get_post(ctx.engine, i)
+        assert row["status"] == "posted", row
+        assert "confirmed by X's duplicate answer" in row["last_error"]
+    assert get_post(ctx.engine, refused)["status"] == "posted"
+    assert sorted(t["text"] for t in x_api.tweets) == sorted([*(f"went out: {n}" for n in errors),
+                                                              "never sent"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_statuses_outside_the_set_are_reported_by_id_the_same_on_every_backend(
+        backend, env, make_ctx, x_api, request):
+    env = _backend_env(backend, env, request)
+    ctx = make_ctx(env)
+    with ctx.engine.begin() as conn:
+        ids = [conn.execute(insert(posts).values(text=f"odd {status!r}", status=status, attempts=1,
+                                                 last_error="503 Service Unavailable",
+                                                 updated_at=ctx.now())).inserted_primary_key[0]
+               for status in ("queued", "FAILED", "failed ")]
+    report = run_sweep(ctx)
+    assert [e.split(":")[0] for e in report.errors] == [f"post {i}" for i in ids]
+    assert all("is not one of" in e for e in report.errors)
+    assert report.actions == [] and x_api.calls[TWEETS] == 0
+    assert [(d.failure_class, d.target) for d in report.detected] == [("bad_row", "ledger")]
+    assert sweep_exit_code(report) == 2
+    status = run_cli(["status"], env)
+    assert all(f"post {i}: status" in status.stdout for i in ids), status.stdout
+    counts = json.loads(run_cli(["status", "--json"], env).stdout)
+    assert {r["status"] for r in counts["odd_posts"]} == {"queued", "FAILED", "failed "}
+    with ctx.engine.connect() as conn:
+        assert set(conn.execute(select(posts.c.status)).scalars()) == {"queued", "FAILED", "failed "}
+
+
+def test_an_unknown_failure_asks_for_a_human(env, make_ctx, x_api):
+    ctx = make_ctx(env)
+    _pipeline_failed(ctx, "mystery", "the flux capacitor refused")
+    report = run_sweep(ctx)
+    assert [d.failure_class for d in report.detected] == ["unknown"] and not report.errors
+    assert sweep_exit_code(report) == 2
+
+
+def test_a_released_stuck_row_is_detected_once(env, make_ctx, x_api, clock):
+    ctx = make_ctx(env)
+    with ctx.engine.begin() as conn:
+        conn.execute(insert(posts).values(text="stuck", status="posting", attempts=1,
+                                          updated_at=ctx.now() - timedelta(hours=1)))
+    report = run_sweep(ctx)
+    assert [d.target for d in report.detected] == ["post:1"]
+    assert [a.routine for a in report.actions] == ["release_stuck_post", "retry_transient"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "mysql"])
+def test_a_huge_error_is_classified_by_its_tail_and_logged_in_a_few_kb(
+        backend, env, make_ctx, x_api, tmp_path, request):
+    env = _backend_env(backend, env, request)
+    ctx = make_ctx(env)
+    error = "Traceback (most recent call last):\n" + "  frame line\n" * 90_000 + \
+        "tweepy.errors.TwitterServerError: 503 Service Unavailable"
+    assert len(error) > 1_000_000
+    post_id = _pipeline_failed(ctx, "huge error", error)
+    assert len(get_post(ctx.engine, post_id)["last_error"]) == len(error)  # held whole
+    run = run_cli(["sweep", "--json"], env)
+    out = json.loads(run.stdout)
+    assert [d["failure_class"] for d in out["detected"]] == ["server_error"]
+    assert get_post(ctx.engine, post_id)["ambiguous_attempt"] is True
+    logs = {path.name: path.read_text() for path in (tmp_path / "logs").glob("*.log")}
+    assert "503 Service Unavailable" in logs["post_failures.log"]
+    assert "characters left out" in logs["post_failures.log"]
+    assert all(len(text) < 16_000 for text in logs.values()), {k: len(v) for k, v in logs.items()}
+    assert len(run.stdout) + len(run.stderr) < 16_000

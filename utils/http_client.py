@@ -17,10 +17,10 @@ class TimeoutAdapter(HTTPAdapter):
         self.default_timeout = timeout
         super().__init__(max_retries=0, **kwargs)
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.default_timeout
-        return super().send(request, **kwargs)
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: bool | str = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+        bounded = self.default_timeout if timeout is None else timeout
+        return super().send(request, stream, bounded, verify, cert, proxies)
 
 
 class BaseURLAdapter(TimeoutAdapter):
@@ -35,10 +35,11 @@ class BaseURLAdapter(TimeoutAdapter):
         self.original = original.rstrip("/")
         self.base_url = base_url.rstrip("/")
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: bool | str = True, cert: Any = None, proxies: Any = None) -> requests.Response:
         if request.url and request.url.startswith(self.original):
             request.url = self.base_url + request.url[len(self.original):]
-        return super().send(request, **kwargs)
+        return super().send(request, stream, timeout, verify, cert, proxies)
 
 
 def make_session(timeout_s: float, *, x_api_base_url: str | None = None,
