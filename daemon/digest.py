@@ -123,7 +123,8 @@ def action_counts(engine: Engine, since: datetime) -> dict[str, int]:
     query = (select(actions.c.routine, actions.c.outcome, func.count())
              .where(actions.c.started_at > since).group_by(actions.c.routine, actions.c.outcome))
     with engine.connect() as conn:
-        return {f"{row[0]} {row[1]}": int(row[2] or 0) for row in conn.execute(query).tuples()}
+        rows: list[tuple[str, str, int]] = [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
+    return {f"{routine} {outcome}": int(count or 0) for routine, outcome, count in rows}
 
 
 def incident_counts(engine: Engine, since: datetime) -> tuple[int, int]:
