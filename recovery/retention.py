@@ -48,19 +48,21 @@ class Pruned:
                 + ("; more left for the next run (time bound)" if self.unfinished else ""))
 
 
-def prune(ctx: MonitorContext, *, max_seconds: float = 60.0) -> Pruned:
-    """Delete what is older than RETENTION_DAYS, batch by batch, for at most `max_seconds`."""
+def prune(ctx: MonitorContext, *, max_seconds: float = 60.0, batch: int = BATCH) -> Pruned:
+    """Delete what is older than RETENTION_DAYS, `batch` rows per transaction, for at most
+    `max_seconds`."""
     cutoff = ctx.now() - timedelta(days=ctx.settings.retention_days)
     deadline = time.monotonic() + max_seconds
     result = Pruned()
     engine = ctx.engine
     jobs: dict[str, Callable[[], int]] = {
         "health_checks": lambda: _batch(engine, health_checks.c.id,
-                                        instant(health_checks.c.checked_at) < instant(cutoff)),
-        "actions": lambda: _batch(engine, actions.c.id, instant(actions.c.started_at) < instant(cutoff)),
+                                        instant(health_checks.c.checked_at) < instant(cutoff), batch),
+        "actions": lambda: _batch(engine, actions.c.id, instant(actions.c.started_at) < instant(cutoff),
+                                  batch),
         "incidents": lambda: _batch(engine, incidents.c.id, incidents.c.status.in_(ENDED)
-                                    & (instant(incidents.c.updated_at) < instant(cutoff))),
-        "incident_flips": lambda: _flips_batch(engine, cutoff),
+                                    & (instant(incidents.c.updated_at) < instant(cutoff)), batch),
+        "incident_flips": lambda: _flips_batch(engine, cutoff, batch),
     }
     for table, job in jobs.items():
         result.deleted[table] = 0
@@ -70,28 +72,28 @@ def prune(ctx: MonitorContext, *, max_seconds: float = 60.0) -> Pruned:
                 return result
             count = job()
             result.deleted[table] += count
-            if count < BATCH:
+            if count < batch:
                 break
     logger.info("retention: %s", result.summary())
     return result
 
 
-def _batch(engine: Engine, key: ColumnElement[int], old: ColumnElement[bool]) -> int:
-    """Delete up to BATCH old rows, oldest ids first; the number deleted."""
+def _batch(engine: Engine, key: ColumnElement[int], old: ColumnElement[bool], batch: int) -> int:
+    """Delete up to `batch` old rows, oldest ids first; the number deleted."""
     with engine.begin() as conn:
-        ids = list(conn.execute(select(key).where(old).order_by(key).limit(BATCH)).scalars())
+        ids = list(conn.execute(select(key).where(old).order_by(key).limit(batch)).scalars())
         if ids:
             conn.execute(delete(key.table).where(key.in_(ids)))
     return len(ids)
 
 
-def _flips_batch(engine: Engine, cutoff: datetime) -> int:
-    """Delete up to BATCH old flip histories whose key has no open incident."""
+def _flips_batch(engine: Engine, cutoff: datetime, batch: int) -> int:
+    """Delete up to `batch` old flip histories whose key has no open incident."""
     key = monitor_state.c.key
     with engine.begin() as conn:
         found: list[str] = list(conn.execute(select(key).where(
             prefix_range(FLIPS_PREFIX),
-            instant(monitor_state.c.updated_at) < instant(cutoff)).order_by(key).limit(BATCH)).scalars())
+            instant(monitor_state.c.updated_at) < instant(cutoff)).order_by(key).limit(batch)).scalars())
         if not found:
             return 0
         names = {k[len(FLIPS_PREFIX):]: k for k in found}

@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from checks.history import latest_results
-from recovery import retention
 from recovery.retention import prune
 from utils.db import actions, health_checks, incidents, monitor_state, posts
 from utils.state import put_state
@@ -45,16 +44,14 @@ def count(ctx, table, where=None) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite", "postgres_url", "mysql_url"])
-def test_prune_deletes_old_history_in_batches_and_keeps_open_incidents(env, make_ctx, request, database,
-                                                                      monkeypatch):
+def test_prune_deletes_old_history_in_batches_and_keeps_open_incidents(env, make_ctx, request, database):
     if database != "sqlite":
         env = {**env, "DATABASE_URL": request.getfixturevalue(database)}
     ctx = make_ctx({**env, "RETENTION_DAYS": "30"})
-    monkeypatch.setattr(retention, "BATCH", 7)  # several batches per table
     fill(ctx, 31, 20, "old")
     fill(ctx, 29, 5, "recent")
 
-    result = prune(ctx)
+    result = prune(ctx, batch=7)  # several batches per table
 
     assert result.deleted == {"health_checks": 20, "actions": 20, "incidents": 1, "incident_flips": 1}
     assert not result.unfinished
@@ -69,13 +66,12 @@ def test_prune_deletes_old_history_in_batches_and_keeps_open_incidents(env, make
     assert prune(ctx).deleted == dict.fromkeys(result.deleted, 0)
 
 
-def test_prune_stops_at_its_time_bound_and_finishes_on_the_next_run(env, make_ctx, monkeypatch):
+def test_prune_stops_at_its_time_bound_and_finishes_on_the_next_run(env, make_ctx):
     ctx = make_ctx(env)
-    monkeypatch.setattr(retention, "BATCH", 5)
     fill(ctx, 40, 12, "old")
-    first = prune(ctx, max_seconds=0)
+    first = prune(ctx, max_seconds=0, batch=5)
     assert first.unfinished and "more left" in first.summary()
-    assert prune(ctx).deleted["health_checks"] == 12 and count(ctx, health_checks) == 0
+    assert prune(ctx, batch=5).deleted["health_checks"] == 12 and count(ctx, health_checks) == 0
 
 
 @pytest.mark.slow
