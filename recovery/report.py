@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from recovery.registry import Registry
+from typing import Any, Literal
 
 Source = Literal["ledger", "log", "check", "monitor"]  # monitor: about the monitor itself
 # Targets of detections about the ledger or the monitor as a whole (not one post, log or check):
@@ -56,8 +53,6 @@ class SweepReport:
     detected: list[Detection] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # parts of the sweep that could not run
-    # What the sweep ran from (not part of the result: never serialised or compared).
-    registry: Registry = field(default_factory=lambda: _built_in_registry(), repr=False, compare=False)
 
     @property
     def healthy(self) -> bool:
@@ -75,8 +70,3 @@ class SweepReport:
         return {"detected": [d.to_json() for d in self.detected],
                 "actions": [a.to_json() for a in self.actions], "errors": self.errors}
 
-
-def _built_in_registry() -> Registry:
-    from recovery.registry import Registry
-
-    return Registry.built_in()

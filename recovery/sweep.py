@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -47,10 +48,17 @@ BATCH = 100               # rows of each kind handled per sweep; the rest wait f
 FOLLOW_UPS = 1            # a retry that fails again is classified and routed once more, same sweep
 
 
+@dataclass
+class _Run(SweepReport):
+    """The report being built, with the registry the sweep runs from (not part of the result)."""
+
+    registry: Registry = field(default_factory=Registry, repr=False, compare=False)
+
+
 def run_sweep(ctx: MonitorContext, registry: Registry | None = None) -> SweepReport:
     """Run one sweep with `registry`'s checks and fixers (the built-in ones when None) and return
     everything it detected and did."""
-    report = SweepReport() if registry is None else SweepReport(registry=registry)
+    report = _Run(registry=registry or Registry.built_in())
     for name, part in (("checks", _sweep_checks), ("ledger", _sweep_ledger), ("logs", _sweep_logs)):
         try:
             part(ctx, report)
@@ -62,7 +70,7 @@ def run_sweep(ctx: MonitorContext, registry: Registry | None = None) -> SweepRep
     return report
 
 
-def _note_bad_rows(report: SweepReport) -> None:
+def _note_bad_rows(report: _Run) -> None:
     """Rows skipped as unreadable are one detection, so a person hears of a post that never goes
     out (its incident resolves once no sweep meets such a row)."""
     rows = [error for error in report.errors if error.startswith("post ")]
@@ -71,7 +79,7 @@ def _note_bad_rows(report: SweepReport) -> None:
         report.detected.append(Detection("ledger", FailureClass.BAD_ROW, detail, "ledger"))
 
 
-def _note_safe_mode(ctx: MonitorContext, report: SweepReport) -> None:
+def _note_safe_mode(ctx: MonitorContext, report: _Run) -> None:
     """While safe mode lasts, every sweep detects it: one incident, resolved after `resume`."""
     entered = next((a for a in report.actions if a.outcome == SAFE_MODE and a.needs_human), None)
     try:
@@ -87,7 +95,7 @@ def _note_safe_mode(ctx: MonitorContext, report: SweepReport) -> None:
 
 # --- checks ------------------------------------------------------------------------------------
 
-def _sweep_checks(ctx: MonitorContext, report: SweepReport) -> None:
+def _sweep_checks(ctx: MonitorContext, report: _Run) -> None:
     checks = run_round(report.registry.sweep_checks(), report.registry.checks, ctx, "sweep")
     for result in checks.shown:  # a failure another check explains is left to that one's fixers
         failure_class = result.failure_class
@@ -120,7 +128,7 @@ def _due_retries(ctx: MonitorContext, due: ColumnElement[bool], limit: int) -> l
     return first + _ids(ctx, retry & older, posts.c.next_attempt_at, limit - len(first))
 
 
-def _sweep_ledger(ctx: MonitorContext, report: SweepReport) -> None:
+def _sweep_ledger(ctx: MonitorContext, report: _Run) -> None:
     now = ctx.now()
     due = posts.c.next_attempt_at.is_(None) | (instant(posts.c.next_attempt_at) <= instant(now))
     grace = now - timedelta(minutes=ctx.settings.missed_post_grace_minutes)
@@ -152,7 +160,7 @@ def _is(status: PostStatus) -> ColumnElement[bool]:
     return status_in(posts.c.status, [status])
 
 
-def _report_odd_statuses(ctx: MonitorContext, report: SweepReport) -> None:
+def _report_odd_statuses(ctx: MonitorContext, report: _Run) -> None:
     """Rows whose status is none of PostStatus (`queued`, `FAILED`, `'failed '`), by id, exactly
     on every backend: never recovered by guesswork, never ignored silently."""
     with ctx.engine.connect() as conn:
@@ -163,7 +171,7 @@ def _report_odd_statuses(ctx: MonitorContext, report: SweepReport) -> None:
                              f"{', '.join(S)}; skipped (fix the row)")
 
 
-def _unreadable_times(ctx: MonitorContext, report: SweepReport) -> set[int]:
+def _unreadable_times(ctx: MonitorContext, report: _Run) -> set[int]:
     """Rows whose timestamp names no instant (SQLite): reported with the value, then skipped."""
     with ctx.engine.connect() as conn:
         found = unreadable_instants(conn, posts, status_in(
@@ -174,8 +182,8 @@ def _unreadable_times(ctx: MonitorContext, report: SweepReport) -> set[int]:
     return {post_id for post_id, _, _ in found}
 
 
-def _each(ctx: MonitorContext, report: SweepReport, ids: list[int],
-          handle: Callable[[MonitorContext, dict[str, Any], SweepReport], None],
+def _each(ctx: MonitorContext, report: _Run, ids: list[int],
+          handle: Callable[[MonitorContext, dict[str, Any], _Run], None],
           selected: PostStatus) -> None:
     """Handle each row still in the state it was `selected` in; the routines then move it only
     if it is unchanged since this read (optimistic concurrency)."""
@@ -211,7 +219,7 @@ def _classified(ctx: MonitorContext, row: dict[str, Any]) -> dict[str, Any] | No
     return {**row, **values} if done == 1 else None
 
 
-def _handle_failed(ctx: MonitorContext, row: dict[str, Any], report: SweepReport,
+def _handle_failed(ctx: MonitorContext, row: dict[str, Any], report: _Run,
                    depth: int = 0) -> None:
     classified = _classified(ctx, row)
     if classified is None:
@@ -225,7 +233,7 @@ def _handle_failed(ctx: MonitorContext, row: dict[str, Any], report: SweepReport
         _act(ctx, report, _run(ctx, report, routine, Target.for_row(classified, failure_class)), depth)
 
 
-def _run(ctx: MonitorContext, report: SweepReport, routine: Routine | str,
+def _run(ctx: MonitorContext, report: _Run, routine: Routine | str,
          target: Target) -> ActionRecord:
     """Run a registered routine (given, or by name) through the guard, verifying with the
     registry's checks; one that is not registered is reported as skipped."""
@@ -241,7 +249,7 @@ def _run(ctx: MonitorContext, report: SweepReport, routine: Routine | str,
     return run_routine(ctx, found, target, report.registry.checks)
 
 
-def _act(ctx: MonitorContext, report: SweepReport, record: ActionRecord, depth: int) -> None:
+def _act(ctx: MonitorContext, report: _Run, record: ActionRecord, depth: int) -> None:
     """Keep the record; a post that was retried and failed again is handled once more."""
     report.actions.append(record)
     if record.outcome not in ("retried", "released") or record.post_id is None:
@@ -253,14 +261,14 @@ def _act(ctx: MonitorContext, report: SweepReport, record: ActionRecord, depth: 
         _handle_failed(ctx, row, report, depth + 1)
 
 
-def _handle_due(ctx: MonitorContext, row: dict[str, Any], report: SweepReport) -> None:
+def _handle_due(ctx: MonitorContext, row: dict[str, Any], report: _Run) -> None:
     if not allowance(ctx).open:  # one probe per hold: every post would hit the same cap
         return
     target = Target.for_row(row, row.get("failure_class") or "retry")
     _act(ctx, report, _run(ctx, report, "retry_due_post", target), 0)
 
 
-def _handle_stuck(ctx: MonitorContext, row: dict[str, Any], report: SweepReport) -> None:
+def _handle_stuck(ctx: MonitorContext, row: dict[str, Any], report: _Run) -> None:
     detail = (f"attempt interrupted: the row has been `posting` since {row['updated_at'].isoformat()} "
               "(the poster crashed or hung); it may have reached X")
     report.detected.append(Detection("ledger", "timeout", detail, f"post:{row['id']}", row["id"]))
@@ -268,7 +276,7 @@ def _handle_stuck(ctx: MonitorContext, row: dict[str, Any], report: SweepReport)
     _act(ctx, report, _run(ctx, report, "release_stuck_post", target), 0)
 
 
-def _handle_missed(ctx: MonitorContext, row: dict[str, Any], report: SweepReport) -> None:
+def _handle_missed(ctx: MonitorContext, row: dict[str, Any], report: _Run) -> None:
     late = ctx.now() - row["scheduled_at"]
     detail = (f"scheduled for {row['scheduled_at'].isoformat()}, not attempted "
               f"{late.total_seconds() / 60:.0f} min later: the pipeline's scheduler missed it")
@@ -279,7 +287,7 @@ def _handle_missed(ctx: MonitorContext, row: dict[str, Any], report: SweepReport
 
 # --- logs --------------------------------------------------------------------------------------
 
-def _sweep_logs(ctx: MonitorContext, report: SweepReport) -> None:
+def _sweep_logs(ctx: MonitorContext, report: _Run) -> None:
     """Classify new error lines of PIPELINE_LOG_FILES; the ledger is what gets repaired."""
     if not ctx.settings.pipeline_log_files:
         return
