@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 from checks.history import latest_results
 from daemon import budget_forecast as budget
 from daemon.scheduling import DailyTrigger
+from notify.slot_messages import reason_text
 from recovery.classify import classify
 from recovery.playbook import play
 from utils.db import incidents, posts
@@ -59,7 +60,8 @@ class Reason:
     doing: str = ""
 
     def to_text(self) -> str:
-        return f"{self.text}: {one_line(self.detail, 140)}" if self.detail else self.text
+        """The reason as one line, its detail shortened (see `reason_text`)."""
+        return reason_text(self.text, one_line(self.detail, 140))
 
 
 @dataclass

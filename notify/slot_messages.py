@@ -23,10 +23,21 @@ class SlotFacts:
     posts: Sequence[int] = ()
 
 
+def reason_text(text: str, detail: str) -> str:
+    """`text: detail`, without the words the detail repeats (`X API credentials rejected: 401 …`,
+    not `…: credentials rejected: 401 …`; `post 1 failing`, not `post 1 failing: post 1`)."""
+    if not detail or detail.lower() in text.lower():
+        return text
+    lead, colon, rest = detail.partition(":")
+    if colon and rest.strip() and lead.strip().lower() in text.lower():
+        detail = rest.strip()
+    return f"{text}: {detail}"
+
+
 def _reason_lines(facts: SlotFacts) -> list[str]:
     lines = []
     for text, detail, doing in facts.reasons[:4]:
-        lines.append(f"- {text}" + (f": {detail}" if detail else ""))
+        lines.append(f"- {reason_text(text, detail)}")
         if doing:
             lines.append(f"  Monitor: {doing}")
     return lines

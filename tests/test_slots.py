@@ -224,3 +224,14 @@ def test_after_the_slot_late_and_missing_posts_are_named() -> None:
     assert summary == "not posted (retry_scheduled: server_error)" and not good
     assert lines == ["post #4: posted 12m late", "post #5: not posted (retry_scheduled: server_error)"]
     assert describe_outcome(slot, [], True)[0] == "not posted: no post in the ledger for this slot"
+
+
+def test_a_reason_does_not_repeat_its_own_words():
+    from daemon.slots import Reason, Verdict
+
+    rejected = Reason(Verdict.NO_GO, "X API credentials rejected", "credentials rejected: 401 Unauthorized")
+    assert rejected.to_text() == "X API credentials rejected: 401 Unauthorized"
+    failing = Reason(Verdict.DEGRADED, "post 1 failing (server_error)", "post 1")
+    assert failing.to_text() == "post 1 failing (server_error)"
+    disk = Reason(Verdict.DEGRADED, "disk nearly full", "/ 3% free")
+    assert disk.to_text() == "disk nearly full: / 3% free"
