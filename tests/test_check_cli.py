@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import time
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import FAKE_SECRETS, assert_no_secret, run_cli
+from tests.support.loopback_web import refused_url
 from tests.support.notify_receivers import running_webhook
 from tests.support.xapi_double import BODY_401, ME, Reply, XApiDouble
 from utils.config import EX_CONFIG
@@ -25,11 +25,6 @@ from utils.db import health_checks
 CONTRACT_NAMES = ["twitter_api", "database", "internet", "disk_space", "scheduler"]
 webhook = pytest.fixture(running_webhook, name="webhook")
 
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def heartbeat(tmp_path: Path) -> str:
@@ -85,7 +80,7 @@ def test_exit_code_follows_nagios_and_the_worst_wins(warning: bool, unknown: boo
     if not unknown:  # otherwise the scheduler is not configured: unknown
         environ["SCHEDULER_HEARTBEAT_FILE"] = heartbeat(tmp_path)
     if warning:  # one of two connectivity URLs refuses
-        environ["CONNECTIVITY_URLS"] = f"{web_ok},{closed_port_url()}"
+        environ["CONNECTIVITY_URLS"] = f"{web_ok},{refused_url()}"
     if critical:
         x_api.always(ME, Reply(401, BODY_401))
     proc, report = check_json(environ)

@@ -22,6 +22,7 @@ import pytest
 from checks import CHECKS, internet, twitter_api
 from checks.base import Status, run_checks, run_one
 from tests.conftest import assert_no_secret
+from tests.support.loopback_web import refused_url
 from tests.support.xapi_double import BODY_401, BODY_429, ME, Reply, XApiDouble
 
 TIMEOUT_S = 1
@@ -82,11 +83,6 @@ class _Scripted(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-
-def refused_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 @pytest.fixture

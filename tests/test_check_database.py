@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from sqlalchemy.engine import make_url
 from checks import database
 from checks.base import Status, run_one
 from tests.conftest import MYSQL_ADMIN_URL
+from tests.support.loopback_web import free_port
 
 DB_PASSWORD = "SECRETdbpassword-Wrong42"  # recognisable: must never show up in a result
 
@@ -24,12 +24,6 @@ DB_PASSWORD = "SECRETdbpassword-Wrong42"  # recognisable: must never show up in 
 def run(ctx: Any) -> Any:
     return run_one("database", database.check, ctx)
 
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def assert_password_hidden(result: Any, password: str) -> None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,6 +15,8 @@ import pytest
 from checks import internet
 from checks.base import Status, run_one
 from tests.conftest import ROOT
+from tests.support.loopback_web import refused_url
+from tests.support.notify_receivers import running_path_recorder
 from tests.support.xapi_double import XApiDouble
 
 
@@ -25,38 +24,12 @@ def run(ctx: Any) -> Any:
     return run_one("internet", internet.check, ctx)
 
 
-def closed_port_url() -> str:
-    """A loopback URL where nothing listens (connection refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
-class _Counting(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    hits: list[str]
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.hits.append(self.path)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
 
 @pytest.fixture
 def web_counting() -> Iterator[tuple[str, list[str]]]:
     """A second loopback web server that records the paths it was asked for."""
-    hits: list[str] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Counting,), {"hits": hits}))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/probe", hits
-    server.shutdown()
-    server.server_close()
+    with running_path_recorder("/probe") as recorder:
+        yield recorder.url, recorder.paths
 
 
 def test_all_urls_answer_is_ok_with_latency(env: dict, make_ctx: Any, web_ok: str,
@@ -72,14 +45,14 @@ def test_all_urls_answer_is_ok_with_latency(env: dict, make_ctx: Any, web_ok: st
 
 
 def test_some_fail_is_warning_naming_the_failed_url(env: dict, make_ctx: Any, web_ok: str) -> None:
-    closed = closed_port_url()
+    closed = refused_url()
     result = run(make_ctx({**env, "CONNECTIVITY_URLS": f"{web_ok},{closed}"}))
     assert result.status is Status.WARNING
     assert result.detail == f"1/2 URLs answered; failed: {closed} (connection refused)"
 
 
 def test_none_answers_is_critical_offline(env: dict, make_ctx: Any) -> None:
-    first, second = closed_port_url(), closed_port_url()
+    first, second = refused_url(), refused_url()
     result = run(make_ctx({**env, "CONNECTIVITY_URLS": f"{first},{second}"}))
     assert result.status is Status.CRITICAL and result.failure_class == "network"
     assert result.detail.startswith("offline: none of 2 URLs answered: ")

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,15 +25,9 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import ROOT
+from tests.support.loopback_web import free_port
 from tests.support.xapi_double import XApiDouble, _Handler
 from utils.db import actions, make_engine, posts
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on (right now)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for(what: Callable[[], Any], timeout: float, why: str, every: float = 0.1) -> Any:

@@ -1,12 +1,26 @@
-"""A loopback stand-in for "the internet": every GET and HEAD answered 204, on 127.0.0.1."""
+"""A loopback stand-in for "the internet" (every GET and HEAD answered 204, on 127.0.0.1), and
+the loopback ports and URLs tests point things at."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on (right now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def refused_url() -> str:
+    """A loopback URL where nothing listens: connection refused."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 class _NoContent(BaseHTTPRequestHandler):

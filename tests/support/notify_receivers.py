@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import email
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.loopback_web import free_port
 
 SMTP_USER, SMTP_PASSWORD = "monitor", "SECRETsmtppassword99"
 
@@ -22,11 +23,6 @@ def serve(handler: type[BaseHTTPRequestHandler], port: int = 0) -> ThreadingHTTP
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class WebhookReceiver:
@@ -198,9 +194,9 @@ class PathRecorder:
 
 
 @contextmanager
-def running_path_recorder() -> Iterator[PathRecorder]:
-    """A PathRecorder for the length of a test."""
-    recorder = PathRecorder()
+def running_path_recorder(path: str | None = None) -> Iterator[PathRecorder]:
+    """A PathRecorder (answering at `path`, when given) for the length of a test."""
+    recorder = PathRecorder() if path is None else PathRecorder(path)
     try:
         yield recorder
     finally:
