@@ -50,9 +50,17 @@ FOLLOW_UPS = 1            # a retry that fails again is classified and routed on
 
 @dataclass
 class _Run(SweepReport):
-    """The report being built, with the registry the sweep runs from (not part of the result)."""
+    """The report being built, with the registry the sweep runs from and the rows it skipped
+    (the latter also in `errors`; neither is part of the `sweep --json` result)."""
 
     registry: Registry = field(default_factory=Registry, repr=False, compare=False)
+    skipped_rows: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def skip_row(self, post_id: object, why: str) -> None:
+        """Report a ledger row this sweep cannot handle: it is skipped, the others go on."""
+        error = f"post {post_id}: {why}"
+        self.errors.append(error)
+        self.skipped_rows.append(error)
 
 
 def run_sweep(ctx: MonitorContext, registry: Registry | None = None) -> SweepReport:
@@ -73,7 +81,7 @@ def run_sweep(ctx: MonitorContext, registry: Registry | None = None) -> SweepRep
 def _note_bad_rows(report: _Run) -> None:
     """Rows skipped as unreadable are one detection, so a person hears of a post that never goes
     out (its incident resolves once no sweep meets such a row)."""
-    rows = [error for error in report.errors if error.startswith("post ")]
+    rows = report.skipped_rows
     if rows:
         detail = "; ".join(rows[:3]) + (f"; and {len(rows) - 3} more" if len(rows) > 3 else "")
         report.detected.append(Detection("ledger", FailureClass.BAD_ROW, detail, "ledger"))
@@ -144,8 +152,8 @@ def _sweep_ledger(ctx: MonitorContext, report: _Run) -> None:
     stuck = _ids(ctx, _is(S.POSTING) & (instant(posts.c.updated_at) <= instant(grace)),
                  posts.c.id)
     for post_id in _ids(ctx, _is(S.POSTING) & posts.c.updated_at.is_(None), posts.c.id):
-        report.errors.append(f"post {post_id}: `posting` with no updated_at, so it cannot be told "
-                             "stuck or in progress; skipped (set updated_at or fix the row)")
+        report.skip_row(post_id, "`posting` with no updated_at, so it cannot be told stuck or in "
+                                 "progress; skipped (set updated_at or fix the row)")
     skip = _unreadable_times(ctx, report)
     stuck, failed, retries, missed = ([i for i in ids if i not in skip]
                                       for ids in (stuck, failed, retries, missed))
@@ -167,8 +175,7 @@ def _report_odd_statuses(ctx: MonitorContext, report: _Run) -> None:
         odd = conn.execute(select(posts.c.id, posts.c.status).where(status_outside(posts.c.status))
                            .order_by(posts.c.id).limit(BATCH)).all()
     for post_id, status in odd:
-        report.errors.append(f"post {post_id}: status {status!r} is not one of "
-                             f"{', '.join(S)}; skipped (fix the row)")
+        report.skip_row(post_id, f"status {status!r} is not one of {', '.join(S)}; skipped (fix the row)")
 
 
 def _unreadable_times(ctx: MonitorContext, report: _Run) -> set[int]:
@@ -177,8 +184,8 @@ def _unreadable_times(ctx: MonitorContext, report: _Run) -> set[int]:
         found = unreadable_instants(conn, posts, status_in(
             posts.c.status, (S.FAILED, S.RETRY_SCHEDULED, S.SCHEDULED, S.POSTING)))
     for post_id, column, value in found:
-        report.errors.append(f"post {post_id}: {column} = {value!r:.80} is not a timestamp; "
-                             "skipped (write naive UTC, e.g. 2026-12-01 09:00:00)")
+        report.skip_row(post_id, f"{column} = {value!r:.80} is not a timestamp; "
+                                 "skipped (write naive UTC, e.g. 2026-12-01 09:00:00)")
     return {post_id for post_id, _, _ in found}
 
 
@@ -194,12 +201,12 @@ def _each(ctx: MonitorContext, report: _Run, ids: list[int],
             if row is None or row["status"] != selected:
                 continue  # the pipeline (or another sweep) moved it: looked at afresh next sweep
             if problem:
-                report.errors.append(f"post {post_id}: {problem}; skipped (fix or delete the row)")
+                report.skip_row(post_id, f"{problem}; skipped (fix or delete the row)")
             elif row is not None:
                 handle(ctx, row, report)
         except Exception as exc:  # a bad row is reported and skipped, never crashes the sweep
             logger.exception("post %s could not be handled", post_id)
-            report.errors.append(f"post {post_id}: {one_line(f'{type(exc).__name__}: {exc}', 300)}")
+            report.skip_row(post_id, one_line(f"{type(exc).__name__}: {exc}", 300))
 
 
 def _classified(ctx: MonitorContext, row: dict[str, Any]) -> dict[str, Any] | None:
