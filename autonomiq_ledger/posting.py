@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, insert, select, type_coerce, update
+from sqlalchemy import Connection, Engine, func, insert, select, type_coerce, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import NullType
 
@@ -104,6 +104,14 @@ def get_post(engine: Engine, post_id: int) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(_ROW.where(posts.c.id == post_id)).first()
     return dict(row._mapping) if row is not None else None
+
+
+def get_posts(conn: Connection, post_ids: list[int]) -> list[dict[str, Any]]:
+    """The rows `post_ids` that exist, as `get_post` reads each, on `conn` (in its transaction)."""
+    if not post_ids:
+        return []
+    query = _ROW.where(posts.c.id.in_(post_ids)).order_by(posts.c.id)
+    return [dict(row._mapping) for row in conn.execute(query)]
 
 
 def unchanged(row: dict[str, Any]) -> list[Any]:

@@ -385,12 +385,98 @@ def monitor_tables(result: BenchResult, x_api: Any, web: str, tmp: Path) -> dict
     return found
 
 
+# --- acting on failed rows ------------------------------------------------------------------------
+
+ACTED_ROWS = 100
+ACTED_REPEATS = 3
+# Measured on this machine before the sweep batched its bookkeeping (same benchmark, same sizes).
+ACTED_BEFORE: dict[str, dict[str, float]] = {}
+ACTED_BEFORE_WHEN = ""
+
+
+class TransactionCount:
+    """Commits and statements an engine runs while `counting` is set."""
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self.commits = self.statements = 0
+        self.counting = False
+        event.listen(engine, "commit", self._commit)
+        event.listen(engine, "before_cursor_execute", self._statement)
+
+    def _commit(self, conn: Any) -> None:
+        self.commits += self.counting
+
+    def _statement(self, *args: Any) -> None:
+        self.statements += self.counting
+
+
+def _failed_rows(count: int, now: datetime) -> Iterator[tuple[Any, ...]]:
+    """`count` rows the pipeline left `failed` with a 503 on their first attempt: each is
+    classified, gets its retry scheduled, an action and an incident."""
+    at = now - timedelta(minutes=5)
+    tag = uuid.uuid4().hex[:8]
+    for i in range(count):
+        yield (f"{tag} acted {i}", at, "failed", 1, ERROR_503, None, None, None, None, at, "{}", False)
+
+
+def _acted_case(backend: str, x_api: Any, web: str, tmp: Path) -> dict[str, float]:
+    """Per row: wall and CPU milliseconds, commits and statements of a daemon sweep (checks,
+    ledger, incidents) that acts on ACTED_ROWS failed rows, minus a steady sweep of the same
+    monitor measured right after it (medians of ACTED_REPEATS)."""
+    per_row: dict[str, list[float]] = {"wall_ms": [], "cpu_ms": [], "commits": [], "statements": []}
+    with _monitor_with(backend, 0, x_api, web, tmp) as monitor:
+        counter = TransactionCount(monitor.ctx.engine)
+        for _ in range(ACTED_REPEATS):
+            bulk_insert(monitor.ctx.engine, "posts", COLUMNS, _failed_rows(ACTED_ROWS, monitor.ctx.now()))
+            sweeps = {}
+            for case in ("acting", "steady"):
+                counter.commits = counter.statements = 0
+                counter.counting = True
+                wall, cpu = time.perf_counter(), time.process_time()
+                report = monitor.run_sweep()
+                sweeps[case] = {"wall_ms": (time.perf_counter() - wall) * 1000,
+                                "cpu_ms": (time.process_time() - cpu) * 1000,
+                                "commits": counter.commits, "statements": counter.statements}
+                counter.counting = False
+                if case == "acting":
+                    acted = sum(1 for a in report.actions if a.routine == "retry_transient")
+                    assert acted == ACTED_ROWS, f"acted on {acted} of {ACTED_ROWS} rows: {report.summary()}"
+            for what in per_row:
+                per_row[what].append((sweeps["acting"][what] - sweeps["steady"][what]) / ACTED_ROWS)
+    return {what: round(median(values), 3) for what, values in per_row.items()}
+
+
+def acted_rows(result: BenchResult, x_api: Any, web: str, tmp: Path) -> dict[str, Any]:
+    """What one acted-on failed row adds to a sweep, on SQLite and PostgreSQL."""
+    found: dict[str, Any] = {}
+    for backend in MONITOR_BACKENDS:
+        try:
+            found[backend] = measured = _acted_case(backend, x_api, web, tmp)
+        except Exception as exc:  # no PostgreSQL here: say so, keep SQLite's numbers
+            if backend != "postgresql":
+                raise
+            result.notes.append(f"acted rows on postgresql skipped: {type(exc).__name__}: {exc}")
+            continue
+        before = ACTED_BEFORE.get(backend, {})
+        for what, unit, label in (("wall_ms", "ms", "time"), ("cpu_ms", "ms", "CPU"),
+                                  ("commits", "", "commits"), ("statements", "", "statements")):
+            was = before.get(what)
+            result.add(f"{backend}: {label} per acted-on failed row", measured[what], unit,
+                       was, f"before, {ACTED_BEFORE_WHEN}" if was is not None else "",
+                       "< before" if was is not None else "", measured[what] < was if was else None)
+        print(f"  acted rows {backend}: {measured}", flush=True)
+    return found
+
+
 def measure(result: BenchResult) -> None:
     sizes = QUICK_SIZES if result.quick else FULL_SIZES
     details: dict[str, Any] = {"sizes": sizes, "steady_sweeps": STEADY_SWEEPS}
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp, loopback_web() as web, \
             x_double() as x_api:
         details["monitor_tables"] = monitor_tables(result, x_api, web, Path(tmp))
+        details["acted_rows"] = acted_rows(result, x_api, web, Path(tmp))
         for backend in BACKENDS:
             try:
                 details[backend] = one_backend(result, backend, sizes, x_api, web, Path(tmp))

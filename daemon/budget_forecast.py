@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from autonomiq_ledger.posting import BUDGET_STATE_KEY
 from recovery.post_budget import _DAY_WINDOWS, _window, allowance
@@ -114,13 +114,30 @@ def posted_times(engine: Engine, since: datetime) -> list[datetime]:
         return [row[0] for row in conn.execute(query)]
 
 
-def pending_posts(engine: Engine, now: datetime) -> list[tuple[int, datetime]]:
-    """Posts that will be sent before any new slot: retries and overdue rows, with when."""
+@dataclass(frozen=True)
+class Pending:
+    """Posts that will be sent before any new slot (retries and overdue rows): how many in all,
+    and how many are due by the end of the budget window."""
+
+    total: int
+    due: int
+
+
+def window_end(window: Window, now: datetime) -> datetime:
+    """When the window's posts are counted up to: its reset, else 24 hours from now."""
+    return window.resets_at or now + WINDOW
+
+
+def pending_posts(engine: Engine, now: datetime, until: datetime) -> Pending:
+    """Count the retries and overdue rows, and those of them due by `until` (counted by the
+    database: a bad day's backlog is 100,000 rows)."""
     overdue = (posts.c.status == "scheduled") & (instant(posts.c.scheduled_at) <= instant(now))
-    query = select(posts.c.id, posts.c.next_attempt_at, posts.c.scheduled_at).where(
-        posts.c.status.in_(PENDING) | overdue)
+    waiting = posts.c.status.in_(PENDING) | overdue
+    due = posts.c.next_attempt_at.is_(None) | (instant(posts.c.next_attempt_at) <= instant(until))
+    count = select(func.count()).select_from(posts)
     with engine.connect() as conn:
-        return [(row.id, row.next_attempt_at or now) for row in conn.execute(query)]
+        return Pending(conn.execute(count.where(waiting)).scalar_one(),
+                       conn.execute(count.where(waiting & due)).scalar_one())
 
 
 def budget_window(ctx: MonitorContext, now: datetime) -> Window:
@@ -139,13 +156,13 @@ def budget_window(ctx: MonitorContext, now: datetime) -> Window:
                                                                  posted, now)
 
 
-def forecast(window: Window, pending: Iterable[tuple[int, datetime]],
-             slots: Iterable[tuple[datetime, int]], now: datetime) -> Forecast:
-    """Posts due before the reset (or in the next 24 h) against what the window has left."""
-    end = window.resets_at or now + WINDOW
-    retries = sum(1 for _post_id, at in pending if at <= end)
+def forecast(window: Window, pending: Pending, slots: Iterable[tuple[datetime, int]],
+             now: datetime) -> Forecast:
+    """Posts due before the reset (or in the next 24 h) against what the window has left;
+    `pending` counted up to `window_end`."""
+    end = window_end(window, now)
     scheduled = sum(count for at, count in slots if now < at <= end)
-    return Forecast(window, retries + scheduled, retries)
+    return Forecast(window, pending.due + scheduled, pending.due)
 
 
 def fits(window: Window, pending: int, slots: Sequence[tuple[datetime, int]]) -> list[bool]:

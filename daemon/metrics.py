@@ -93,7 +93,7 @@ class MonitorCollector:
         for row in report["actions_by_outcome"]:
             actions.add_metric([row["routine"], row["outcome"]], row["count"])
         incidents = GaugeMetricFamily("autonomiq_open_incidents", "Open incidents",
-                                      value=len(report["incidents"]))
+                                      value=report.get("open_incidents", len(report["incidents"])))
         by_status = report["posts_by_status"]
         retries = GaugeMetricFamily("autonomiq_posts_waiting_retry", "Posts waiting for a retry "
                                     "(failed or retry_scheduled)",

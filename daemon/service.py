@@ -30,6 +30,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from checks.base import Status
+from daemon.allocator import limit_malloc_arenas, trim_free_memory
 from daemon.instance_lock import LockKeeper
 from daemon.latest import LatestWorker
 from daemon.reload import Reloader
@@ -251,10 +252,12 @@ class Daemon:
                                id="watchdog", name="watchdog")
 
     def job_done(self, job_id: str, outcome: str, detail: str) -> None:
-        """After each job: one-line STATUS= for systemd, and the job table for `status`."""
+        """After each job: one-line STATUS= for systemd, the job table for `status`, and the
+        job's transient memory handed back to the system."""
         notify(status_line(f"{job_id}: {outcome} - {detail}"), self.environ)
         self.persist()
         self.report_worker.submit()
+        trim_free_memory()
 
     def refresh_report(self, _: Any = None) -> None:
         """Re-read the status for /metrics; parts the database cannot give keep their last value."""
@@ -378,4 +381,6 @@ class Daemon:
 
 def run_daemon(monitor: RunnableMonitor, environ: Mapping[str, str] | None = None) -> int:
     """Run the monitor as a foreground daemon until SIGTERM/SIGINT; returns the exit code."""
-    return Daemon(monitor, os.environ if environ is None else environ).run()
+    environ = os.environ if environ is None else environ
+    limit_malloc_arenas(environ)  # before the scheduler starts its threads
+    return Daemon(monitor, environ).run()

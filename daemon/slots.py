@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from checks.history import latest_results
 from daemon import budget_forecast as budget
@@ -140,6 +140,8 @@ def incident_reasons(open_rows: Iterable[Mapping[str, Any]], settings: Settings)
         if not key.startswith("failure:"):
             continue
         target = key.split(":", 2)[-1].replace(":", " ")
+        if int(row.get("posts") or 1) > 1:
+            target += f" and {int(row['posts']) - 1} more"
         if failure_class in BLOCKING_CLASSES:
             found.append(Reason(Verdict.NO_GO, BLOCKING_CLASSES[failure_class], f"{target} failed",
                                 doing_for(failure_class, settings)))
@@ -218,9 +220,9 @@ def assess(ctx: MonitorContext, now: datetime, results: Sequence[CheckResult] | 
         common.append(Reason(Verdict.DEGRADED, "no health round has run yet", "",
                              "runs one before the slot"))
     window = budget.budget_window(ctx, now)
-    pending = budget.pending_posts(engine, now)
+    pending = budget.pending_posts(engine, now, budget.window_end(window, now))
     slots = build_slots(settings.posting_times, tz, scheduled_rows(engine, now), now)
-    judged = judge(slots, common, window, len(pending), tz)
+    judged = judge(slots, common, window, pending.total, tz)
     return Assessment(judged, budget.forecast(window, pending, [(s.at, s.expected_posts)
                                                                  for s in slots], now))
 
@@ -236,10 +238,20 @@ def scheduled_rows(engine: Engine, now: datetime, horizon: timedelta = HORIZON
 
 
 def _open_incidents(engine: Engine) -> list[dict[str, Any]]:
-    query = select(incidents.c.key, incidents.c.failure_class, incidents.c.title).where(
-        incidents.c.status == "open")
+    """Open incidents: each one not about a post, and those of posts as one row per failure
+    class (`posts` of them, named by the first), so a bad day's thousands make one reason."""
+    is_open = incidents.c.status == "open"
     with engine.connect() as conn:
-        return [dict(row._mapping) for row in conn.execute(query)]
+        found = [dict(row._mapping) for row in conn.execute(
+            select(incidents.c.key, incidents.c.failure_class, incidents.c.title)
+            .where(is_open, incidents.c.post_id.is_(None)))]
+        by_class = conn.execute(
+            select(incidents.c.failure_class, func.count(), func.min(incidents.c.post_id))
+            .where(is_open, incidents.c.post_id.is_not(None)).group_by(incidents.c.failure_class))
+        found += [{"key": f"failure:{failure_class}:post:{first}", "failure_class": failure_class,
+                   "title": f"post {first}" if count == 1 else f"{count} posts", "posts": count}
+                  for failure_class, count, first in by_class]
+    return found
 
 
 def _classify(row: Mapping[str, Any]) -> str | None:

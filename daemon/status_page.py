@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, tzinfo
 from typing import Any
 
-from daemon.status_text import ago, local
+from daemon.status_text import ago, local, more_incidents
 from utils.redact import redact
 
 REFRESH_S = 30
@@ -84,6 +84,7 @@ def _incidents(report: dict[str, Any], when: Callable[[str | None], str]) -> str
     items = [f"{_badge(i.get('severity'))}{_e(i.get('title'))} <span class=m>since "
              f"{_e(when(i.get('opened_at')))}, {_e(i.get('failure_count'))} failure(s)</span>"
              for i in report.get("incidents") or []]
+    items += [f"<span class=m>{_e(line)}</span>" for line in more_incidents(report)]
     return _section("Open incidents", items, "none")
 
 

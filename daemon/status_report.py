@@ -43,6 +43,7 @@ X_API_KEYS = {"x_api:users_me": "GET /2/users/me", "x_api:post": "POST /2/tweets
 NOTIFY_HEALTH_KEY = "notify:health"
 LAST_ACTIONS = 10
 LAST_RETRIES = 20  # a bad day has tens of thousands; `counts` and `posting` say how many
+LAST_INCIDENTS = 50  # a bad day opens one per failing post; `counts` says how many are open
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -99,9 +100,10 @@ def checks_view(engine: Engine, now: datetime) -> list[dict[str, Any]]:
             for row in latest_results(engine)]
 
 
-def incidents_view(engine: Engine) -> list[dict[str, Any]]:
-    """Open incidents, oldest first."""
-    query = select(incidents).where(incidents.c.status == "open").order_by(incidents.c.opened_at)
+def incidents_view(engine: Engine, limit: int = LAST_INCIDENTS) -> list[dict[str, Any]]:
+    """The `limit` oldest open incidents (`open_incidents` in `counts` says how many there are)."""
+    query = (select(incidents).where(incidents.c.status == "open")
+             .order_by(incidents.c.opened_at, incidents.c.id).limit(limit))
     with engine.connect() as conn:
         rows = [row._mapping for row in conn.execute(query)]
     return [{"id": r["id"], "key": r["key"], "severity": r["severity"], "title": one_line(r["title"]),
@@ -154,7 +156,10 @@ def counts_view(engine: Engine, now: datetime) -> dict[str, Any]:
         # Counted here: with GROUP BY, SQLite (no statistics) walks the whole (routine, …) index.
         by_outcome = Counter((routine, outcome) for routine, outcome in conn.execute(
             select(actions.c.routine, actions.c.outcome).where(actions.c.started_at >= since)))
+        still_open = conn.execute(select(func.count()).select_from(incidents)
+                                  .where(incidents.c.status == "open")).scalar_one()
     return {"posts_by_status": {_text(status): count for status, count in by_status},
+            "open_incidents": still_open,
             "actions_by_outcome": [{"routine": r, "outcome": o, "count": n}
                                    for (r, o), n in sorted(by_outcome.items())]}
 
@@ -227,7 +232,8 @@ def _section(errors: list[str], name: str, fetch: Callable[[], Any], empty: Any)
 
 
 EMPTY: dict[str, Any] = {"checks": [], "incidents": [], "actions": [], "retries": [], "odd_posts": [],
-                         "counts": {"posts_by_status": {}, "actions_by_outcome": []}, "x_api": [],
+                         "counts": {"posts_by_status": {}, "actions_by_outcome": [], "open_incidents": 0},
+                         "x_api": [],
                          "posting": {"posts": None, "held_until": None, "reason": ""},
                          "notifications": None, "silences": [], "instance": None,
                          "safe_mode": {"active": False, "since": None, "reason": None},

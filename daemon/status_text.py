@@ -35,6 +35,14 @@ def _daemon(daemon: dict[str, Any], zone: tzinfo) -> str:
     return line
 
 
+def more_incidents(report: dict[str, Any]) -> list[str]:
+    """The line saying how many open incidents the list leaves out (a bad day has thousands)."""
+    left_out = int(report.get("open_incidents") or 0) - len(report.get("incidents") or [])
+    if left_out <= 0:
+        return []
+    return [f"… and {left_out} more, newer (a failing post has one each: see POSTS WAITING FOR RETRY)"]
+
+
 def _block(title: str, rows: list[str], empty: str = "none") -> list[str]:
     return ["", title, *(f"  {row}" for row in rows or [empty])]
 
@@ -103,7 +111,7 @@ def _stored(report: dict[str, Any], zone: tzinfo, readable: bool) -> list[str]:
     lines += _block("OPEN INCIDENTS", [
         f"#{i['id']} {i['severity']:<9}{i['title']} (since {local(i['opened_at'], zone)},"
         f" {i['failure_count']} failure(s){', flapping' if i['flapping'] else ''})"
-        for i in report["incidents"]], none)
+        for i in report["incidents"]] + more_incidents(report), none)
     lines += _block("SILENCES (alerts suppressed)", [
         f"{s['name']} until {local(s['until'], zone)}"
         f"{' (set ' + local(s['set_at'], zone) + ')' if s.get('set_at') else ''}"

@@ -16,20 +16,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from autonomiq_ledger.status import status_in
 from notify import messages
 from notify.silence import note_held_back, quiet_reason
 from recovery import playbook
-from utils.db import incidents
+from recovery.retention import FLIPS_PREFIX
+from utils.db import incidents, posts
 from utils.logging_setup import log_failure
 from utils.redact import one_line
-from utils.state import get_state, put_state
+from utils.state import get_states, write_state
 
 if TYPE_CHECKING:
     from notify.messages import Message
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 _RANK = {"warning": 1, "critical": 2}
+# A post in one of these is waiting for its retry: its incident is neither passing nor failing.
+WAITING = ("retry_scheduled", "failed", "posting", "scheduled")
+MOVED_BATCH = 500  # open incidents of posts that moved on, judged per sweep (the rest next sweep)
 Enqueue = Callable[[Connection, "Message", datetime], int]
 
 
@@ -102,10 +107,13 @@ class IncidentBook:
         """One transaction for the group; several alerts in it go out as one message."""
         now = self.ctx.now()
         held: list[messages.Message] = []
-        tracks = [self._track(obs, now) for obs in group]  # own writes: before the transaction
+        keys = [obs.key for obs in group]
         with self.ctx.engine.begin() as conn:
-            for obs, track in zip(group, tracks, strict=True):
-                held += self._observe_one(conn, obs, now, track)
+            saved = get_states(conn, [FLIPS_PREFIX + key for key in keys])
+            current = _open_rows(conn, keys)
+            for obs in group:
+                track = self._track(conn, obs, saved.get(FLIPS_PREFIX + obs.key) or {}, now)
+                held += self._observe_one(conn, obs, now, track, current.get(obs.key))
             if len(held) > 1 and all(m.level in ("CRITICAL", "WARNING") for m in held):
                 held = [messages.grouped(held, group[0].failure_class or "unknown")]
             for message in held:
@@ -115,24 +123,20 @@ class IncidentBook:
             note_held_back(self.ctx, key, message, now)
         return len(held)
 
-    def _observe_one(self, conn: Connection, obs: Observation, now: datetime,
-                     track: dict[str, Any]) -> list[messages.Message]:
+    def _observe_one(self, conn: Connection, obs: Observation, now: datetime, track: dict[str, Any],
+                     current: dict[str, Any] | None) -> list[messages.Message]:
         flapping = track["flips"] > self.ctx.settings.flap_threshold
-        row = conn.execute(select(incidents).where(incidents.c.key == obs.key,
-                                                   incidents.c.status == "open")
-                           .order_by(incidents.c.id.desc()).limit(1)).first()
-        current = dict(row._mapping) if row is not None else None
         if obs.failing:
             return self._failing(conn, current, obs, flapping, now, track)
         if current is not None:
             return self._passing(conn, current, obs, flapping, now, track)
         return []
 
-    def _track(self, obs: Observation, now: datetime) -> dict[str, Any]:
-        """Per key, kept in monitor_state: state changes within FLAP_WINDOW (`flips`), the last
-        failure (`last_failed`), and since when the current cause holds (`cause_since`)."""
-        state_key = f"incident:flips:{obs.key}"
-        saved = get_state(self.ctx.engine, state_key) or {}
+    def _track(self, conn: Connection, obs: Observation, saved: dict[str, Any],
+               now: datetime) -> dict[str, Any]:
+        """Per key, kept in monitor_state (`saved` is what it held): state changes within
+        FLAP_WINDOW (`flips`), the last failure (`last_failed`), and since when the current cause
+        holds (`cause_since`)."""
         cutoff = now - self.ctx.settings.flap_window
         times = [t for t in saved.get("times", []) if datetime.fromisoformat(t) >= cutoff]
         new = dict(saved, times=times, failing=obs.failing)
@@ -143,7 +147,7 @@ class IncidentBook:
             if saved.get("cause") != obs.failure_class or not saved.get("cause_since"):
                 new.update(cause=obs.failure_class, cause_since=now.isoformat())
         if new != saved:
-            put_state(self.ctx.engine, state_key, new, now)
+            write_state(conn, FLIPS_PREFIX + obs.key, new, now)
         return {**new, "flips": len(times)}
 
     def _failing(self, conn: Connection, row: dict[str, Any] | None, obs: Observation,
@@ -260,7 +264,13 @@ class IncidentBook:
         if "id" in row:
             conn.execute(update(incidents).where(incidents.c.id == row["id"]).values(**values))
         else:
-            conn.execute(insert(incidents).values(**values))
+            conn.execute(insert(incidents).values(**values, post_id=post_id_of(row["key"])))
+
+
+def post_id_of(key: str) -> int | None:
+    """The ledger row of a post's incident key (`failure:<class>:post:<id>`), else None."""
+    head, _, tail = key.rpartition(":post:")
+    return int(tail) if head.startswith("failure:") and tail.isdigit() else None
 
 
 def _check_name(key: str) -> str | None:
@@ -299,14 +309,54 @@ def _merge(done: str, actions: tuple[str, ...]) -> str:
     return text if len(text) <= 300 else "…" + text[-299:]
 
 
-def last_failure(ctx: MonitorContext, row: dict[str, Any]) -> datetime:
-    """When the open incident `row` last failed (a pass also updates the row itself)."""
-    saved = get_state(ctx.engine, f"incident:flips:{row['key']}") or {}
-    return _parse(saved.get("last_failed")) or row["updated_at"]
+def _open_rows(conn: Connection, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The newest open incident of each of `keys` (one query)."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(select(incidents).where(incidents.c.key.in_(keys), incidents.c.status == "open")
+                            .order_by(incidents.c.id)):
+        found[row.key] = dict(row._mapping)
+    return found
+
+
+def open_keys_to_judge(ctx: MonitorContext, post_ids: Iterable[int],
+                       moved_limit: int = MOVED_BATCH) -> dict[str, datetime | None]:
+    """The open incidents a sweep judges again, each with when it last failed (None for a post's):
+    every one not about a post (a handful), those of the posts in `post_ids` (the sweep's own),
+    and up to `moved_limit` of posts no longer waiting for a retry (sent, given up, gone). On a
+    bad day thousands of posts wait: their incidents stay in the database, where the join finds
+    the few that moved on, so a sweep's work and memory do not grow with them."""
+    is_open = incidents.c.status == "open"
+    found: dict[str, datetime | None] = {}
+    with ctx.engine.connect() as conn:
+        others: list[tuple[str, datetime]] = [(row.key, row.updated_at) for row in conn.execute(
+            select(incidents.c.key, incidents.c.updated_at).where(is_open, incidents.c.post_id.is_(None)))]
+        saved = get_states(conn, [FLIPS_PREFIX + key for key, _ in others])
+        for key, updated_at in others:
+            found[key] = _parse((saved.get(FLIPS_PREFIX + key) or {}).get("last_failed")) or updated_at
+        ids = sorted(set(post_ids))
+        for start in range(0, len(ids), MOVED_BATCH):  # bounded IN lists (SQLite caps parameters)
+            found.update(dict.fromkeys(conn.execute(select(incidents.c.key).where(
+                is_open, incidents.c.post_id.in_(ids[start:start + MOVED_BATCH]))).scalars()))
+        moved_on = posts.c.id.is_(None) | posts.c.status.is_(None) | ~status_in(posts.c.status, WAITING)
+        found.update(dict.fromkeys(conn.execute(
+            select(incidents.c.key).select_from(incidents.outerjoin(posts, posts.c.id == incidents.c.post_id))
+            .where(is_open, incidents.c.post_id.is_not(None), moved_on)
+            .order_by(incidents.c.post_id).limit(moved_limit)).scalars()))
+    return found
+
+
+def open_check_names(ctx: MonitorContext) -> list[str]:
+    """The checks with an open incident, by name."""
+    with ctx.engine.connect() as conn:
+        keys: list[str] = list(conn.execute(select(incidents.c.key).where(
+            incidents.c.status == "open", incidents.c.post_id.is_(None),
+            incidents.c.key.startswith("check:", autoescape=True))).scalars())
+        return sorted({key.removeprefix("check:") for key in keys})
 
 
 def open_incidents(ctx: MonitorContext) -> list[dict[str, Any]]:
-    """Every open incident, oldest first (for `status`)."""
+    """Every open incident, oldest first, in full (a bad day has thousands: the sweep reads
+    `open_keys_to_judge`, `status` a page of them)."""
     with ctx.engine.connect() as conn:
         rows = conn.execute(select(incidents).where(incidents.c.status == "open")
                             .order_by(incidents.c.opened_at))

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from checks.base import Status
-from notify.incidents import Observation
+from notify.incidents import WAITING, Observation, post_id_of
 from notify.messages import PostFacts
 from recovery import playbook
 from recovery.report import WHOLE_SWEEP_TARGETS
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 _GRAVE_OUTCOMES = ("gave_up", "failed", "blocked")
 LOG_QUIET = timedelta(hours=2)   # a log incident with no new line for this long is over
-_WAITING = ("retry_scheduled", "failed", "posting", "scheduled")
 # An action's outcome in words a person reads at 3 a.m.
 _OUTCOME_WORDS = {"blocked": "held back (it ran too often lately)", "dry_run": "only planned (DRY_RUN)",
                   "retry_scheduled": "retry scheduled", "gave_up": "gave up", "safe_mode":
@@ -112,18 +111,13 @@ def _fixed(report: SweepReport, keys_seen: set[str],
     return found
 
 
-def _post_id(key: str) -> int | None:
-    head, _, tail = key.rpartition(":post:")
-    return int(tail) if head and tail.isdigit() else None
-
-
 def _not_seen(key: str, latest: Mapping[str, Mapping[str, Any]], posts: Mapping[int, PostFacts],
               evidence: str | None) -> Observation | None:
     """An open incident the sweep did not detect again: a pass, if there is evidence."""
-    post_id = _post_id(key)
+    post_id = post_id_of(key)
     if post_id is not None:
         post = posts.get(post_id)
-        if post is not None and post.status in _WAITING:
+        if post is not None and post.status in WAITING:
             return None  # waiting for its retry: neither passing nor failing
         if post is not None and post.status == "posted":
             return Observation(key=key, label=key, failing=False, post=post, posted=True)

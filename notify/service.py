@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from checks.history import latest_results
 from notify import messages
 from notify.channels import LOG_CHANNEL, Sender, log_message, parse_channels
-from notify.incidents import IncidentBook, IncidentsUnrecorded, last_failure, open_incidents
+from notify.incidents import (
+    IncidentBook,
+    IncidentsUnrecorded,
+    open_check_names,
+    open_keys_to_judge,
+    post_id_of,
+)
 from notify.observe import from_checks, from_sweep
 from notify.outbox import Outbox
 from notify.silence import ended_quiet_times
@@ -49,14 +56,10 @@ class ChannelResult:
         return self.error is None
 
 
-def given_up_keys(ctx: MonitorContext, keys: set[str]) -> set[str]:
+def given_up_keys(ctx: MonitorContext, keys: Iterable[str]) -> set[str]:
     """The `failure:<class>:post:<id>` keys whose post is `gave_up`. The sweep stops looking at
     such a post, which is no recovery: its incident is closed, never "resolved"."""
-    ids: dict[int, str] = {}
-    for key in keys:
-        head, _, post_id = key.rpartition(":post:")
-        if head.startswith("failure:") and post_id.isdigit():
-            ids[int(post_id)] = key
+    ids = {post_id: key for key in keys if (post_id := post_id_of(key)) is not None}
     if not ids:
         return set()
     with ctx.engine.connect() as conn:
@@ -77,12 +80,8 @@ def post_facts(ctx: MonitorContext, ids: set[int]) -> dict[int, messages.PostFac
                                        int(row.attempts or 0), row.tweet_id) for row in rows}
 
 
-def _post_ids(keys: set[str], report: SweepReport) -> set[int]:
+def _report_post_ids(report: SweepReport) -> set[int]:
     ids = {d.post_id for d in report.detected} | {a.post_id for a in report.actions}
-    for key in keys:
-        head, _, tail = key.rpartition(":post:")
-        if head and tail.isdigit():
-            ids.add(int(tail))
     return {post_id for post_id in ids if post_id is not None}
 
 
@@ -138,20 +137,21 @@ class NotificationService:
     def observe_sweep(self, report: SweepReport) -> None:
         """Feed a sweep's detections and actions to the incidents."""
         try:
+            swept = _report_post_ids(report)
             try:
-                open_rows = {row["key"]: last_failure(self.ctx, row) for row in open_incidents(self.ctx)}
-                for key in given_up_keys(self.ctx, set(open_rows)):
+                open_rows = open_keys_to_judge(self.ctx, swept)
+                for key in given_up_keys(self.ctx, open_rows):
                     del open_rows[key]
                 latest = {row["name"]: row for row in latest_results(self.ctx.engine)}
-                facts = post_facts(self.ctx, _post_ids(set(open_rows), report))
+                ids = swept | {i for key in open_rows if (i := post_id_of(key)) is not None}
+                facts = post_facts(self.ctx, ids)
                 last_posted = self._last_posted()
             except SQLAlchemyError:  # down or hung: judge what the sweep saw, so an urgent problem
                 open_rows, latest, facts, last_posted = {}, {}, {}, None  # still goes out directly
             self.incidents.observe(from_sweep(report, open_rows, latest, facts, self.ctx.now(),
                                               last_posted))
             # The give-up alert (just queued) is the last word on such a post: close its incident.
-            now_open = {row["key"] for row in open_incidents(self.ctx)}
-            self.incidents.close(given_up_keys(self.ctx, now_open))
+            self.incidents.close(given_up_keys(self.ctx, open_keys_to_judge(self.ctx, swept)))
             self._quiet_time_summaries()
         except IncidentsUnrecorded as exc:
             self._alert_unrecorded(exc)
@@ -162,8 +162,7 @@ class NotificationService:
     def open_checks(self) -> list[str]:
         """The checks with an open incident (for the daemon's re-check while it lasts)."""
         try:
-            return sorted({row["key"].removeprefix("check:") for row in open_incidents(self.ctx)
-                           if row["key"].startswith("check:")})
+            return open_check_names(self.ctx)
         except SQLAlchemyError as exc:
             logger.warning("could not read open incidents: %s", exc)
             return []

@@ -20,7 +20,9 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -46,6 +48,8 @@ logger = logging.getLogger(__name__)
 failure_log = logging.getLogger(FAILURE_LOGGER)
 _counting = OutageLog(logger, "counting recent runs for the circuit breaker")
 _recording = OutageLog(logger, "recording actions in the database")
+# The check results routines looked at in the running sweep (see `sweep_scope`).
+_sweep_results: ContextVar[dict[str, CheckResult] | None] = ContextVar("sweep_results", default=None)
 
 # Outcomes that did not act, so they do not count towards the circuit breaker.
 NOT_COUNTED = ("blocked", "dry_run", "waiting", "skipped", "not_configured", SAFE_MODE)
@@ -219,6 +223,28 @@ def run_check(ctx: MonitorContext, name: str, checks: Mapping[str, CheckFn] | No
     if checks is None:
         checks = CHECKS
     return run_one(name, checks[name], ctx)
+
+
+def sweep_check(ctx: MonitorContext, name: str) -> CheckResult:
+    """The built-in check `name` as a routine's precondition: run once per sweep (inside
+    `sweep_scope`) and shared by every row after the first, run now outside a sweep.
+    A fix's verification never uses this: it must see the state after the fix."""
+    seen = _sweep_results.get()
+    if seen is None:
+        return run_check(ctx, name)
+    if name not in seen:
+        seen[name] = run_check(ctx, name)
+    return seen[name]
+
+
+@contextmanager
+def sweep_scope() -> Iterator[None]:
+    """Within it, `sweep_check` runs each check once (100 retries need one internet check)."""
+    token = _sweep_results.set({})
+    try:
+        yield
+    finally:
+        _sweep_results.reset(token)
 
 
 def _passes(result: CheckResult) -> bool:

@@ -19,12 +19,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from autonomiq_ledger.ambiguity import text_may_have_reached_x
 from autonomiq_ledger.excerpt import excerpt
-from autonomiq_ledger.posting import get_post, row_problem, unchanged
+from autonomiq_ledger.posting import get_post, get_posts, row_problem, unchanged
 from autonomiq_ledger.status import PostStatus, status_in, status_outside
 from checks.base import Status
 from checks.round import run_round
 from recovery.action_budget import SAFE_MODE
-from recovery.base import Routine, Target, run_routine
+from recovery.base import Routine, Target, run_routine, sweep_scope
 from recovery.classify import classify
 from recovery.logs.reader import scan_logs
 from recovery.post_budget import POSTING_ROUTINES, allowance, note_failure
@@ -67,12 +67,13 @@ def run_sweep(ctx: MonitorContext, registry: Registry | None = None) -> SweepRep
     """Run one sweep with `registry`'s checks and fixers (the built-in ones when None) and return
     everything it detected and did."""
     report = _Run(registry=registry or Registry.built_in())
-    for name, part in (("checks", _sweep_checks), ("ledger", _sweep_ledger), ("logs", _sweep_logs)):
-        try:
-            part(ctx, report)
-        except Exception as exc:  # one broken part must not hide the others
-            log_failure(logger, exc, "sweep part %s failed", name)
-            report.errors.append(f"{name}: {one_line(f'{type(exc).__name__}: {exc}', 300)}")
+    with sweep_scope():
+        for name, part in (("checks", _sweep_checks), ("ledger", _sweep_ledger), ("logs", _sweep_logs)):
+            try:
+                part(ctx, report)
+            except Exception as exc:  # one broken part must not hide the others
+                log_failure(logger, exc, "sweep part %s failed", name)
+                report.errors.append(f"{name}: {one_line(f'{type(exc).__name__}: {exc}', 300)}")
     _note_bad_rows(report)
     _note_safe_mode(ctx, report)
     return report
@@ -159,6 +160,7 @@ def _sweep_ledger(ctx: MonitorContext, report: _Run) -> None:
                                       for ids in (stuck, failed, retries, missed))
     _report_odd_statuses(ctx, report)
     _each(ctx, report, stuck, _handle_stuck, S.POSTING)
+    _classify_batch(ctx, failed)
     _each(ctx, report, failed, _handle_failed, S.FAILED)
     _each(ctx, report, missed, _handle_missed, S.SCHEDULED)  # today's posts before old retries
     _each(ctx, report, retries, _handle_due, S.RETRY_SCHEDULED)
@@ -209,17 +211,37 @@ def _each(ctx: MonitorContext, report: _Run, ids: list[int],
             report.skip_row(post_id, one_line(f"{type(exc).__name__}: {exc}", 300))
 
 
-def _classified(ctx: MonitorContext, row: dict[str, Any]) -> dict[str, Any] | None:
-    """The row with its failure class (an empty or `unknown` one is (re)classified) and, when
-    the failure may have reached X (a pipeline's own timeout, dropped connection, 5xx), its
-    attempt marked ambiguous; written only if the row is unchanged since it was read (None if not)."""
+def _classification(row: dict[str, Any]) -> dict[str, Any]:
+    """What the row lacks: its failure class (an empty or `unknown` one is (re)classified) and,
+    when the failure may have reached X (a pipeline's own timeout, dropped connection, 5xx), its
+    attempt marked ambiguous. Empty when the row has both."""
     failure_class = row.get("failure_class")
     if not failure_class or failure_class == "unknown":
         failure_class = classify(row.get("last_error")).failure_class.value
     values: dict[str, Any] = {"failure_class": failure_class}
     if not row.get("ambiguous_attempt") and text_may_have_reached_x(failure_class, row.get("last_error")):
         values["ambiguous_attempt"] = True  # so a later duplicate answer means posted, not skipped
-    if all(row.get(key) == value for key, value in values.items()):
+    return {} if all(row.get(key) == value for key, value in values.items()) else values
+
+
+def _classify_batch(ctx: MonitorContext, ids: list[int]) -> None:
+    """Classify the batch's failed rows in one transaction (one commit, not one per row), each
+    written only if unchanged since read; a row that cannot be is classified again by its handler."""
+    try:
+        with ctx.engine.begin() as conn:
+            for row in get_posts(conn, ids):
+                values = _classification(row) if row["status"] == S.FAILED else {}
+                if values:  # updated_at untouched: the pipeline did not change the row
+                    conn.execute(update(posts).where(*unchanged(row)).values(**values))
+    except Exception as exc:  # a bad row fails the batch: each row is then classified on its own
+        log_failure(logger, exc, "could not classify the failed rows together")
+
+
+def _classified(ctx: MonitorContext, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The row classified (see `_classification`), written only if it is unchanged since it was
+    read (None if it is not)."""
+    values = _classification(row)
+    if not values:
         return row
     with ctx.engine.begin() as conn:  # updated_at untouched: the pipeline did not change the row
         done = conn.execute(update(posts).where(*unchanged(row)).values(**values)).rowcount

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import insert
 
 from autonomiq_ledger.posting import post, schedule_post
-from daemon.budget_forecast import Window, budget_window, fits, forecast, pending_posts
+from daemon.budget_forecast import Pending, Window, budget_window, fits, forecast, pending_posts
 from daemon.slots import assess
 from tests.support.databases import DATABASES, on_database
 from tests.support.xapi_double import TWEETS, Reply
@@ -80,7 +80,7 @@ def test_posts_needed_counts_retries_overdue_rows_and_slots_before_the_reset(ctx
     add_rows(ctx, {"status": "retry_scheduled", "next_attempt_at": NOW + timedelta(minutes=30)},
              {"status": "failed"}, {"status": "scheduled", "scheduled_at": NOW - timedelta(hours=1)},
              {"status": "retry_scheduled", "next_attempt_at": reset + timedelta(hours=1)})  # after it
-    assert len(pending_posts(ctx.engine, NOW)) == 4
+    assert pending_posts(ctx.engine, NOW, reset) == Pending(4, 3)  # one due after the reset
     found = assess(ctx, NOW)
     assert found.forecast.to_json() == {"posts_remaining": 2, "resets_at": reset.isoformat(),
                                         "posts_needed": 4, "enough": False}
@@ -109,4 +109,4 @@ def test_fits_puts_pending_posts_first_and_starts_afresh_after_the_reset() -> No
     slots = [(NOW + timedelta(hours=h), 1) for h in (1, 2, 5, 6, 7, 8)]
     assert fits(window, 1, slots) == [True, False, True, True, True, False]
     assert fits(Window(None, None, None, "unknown"), 9, slots) == [True] * 6
-    assert forecast(window, [(1, NOW)], slots, NOW).posts_needed == 3
+    assert forecast(window, Pending(1, 1), slots, NOW).posts_needed == 3

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, inspect, select, text
 
 from tests.support import schema_round1
-from utils.db import init_db, make_engine, metadata, posts
+from utils.db import incidents, init_db, make_engine, metadata, posts
 from utils.migrations import VERSION_TABLE, heads, run_revisions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,6 +146,9 @@ def test_database_of_the_previous_release_is_adopted_with_its_rows(engine: Engin
             text="old failed", scheduled_at=when, status="failed", attempts=2, last_error="503",
             updated_at=when, ambiguous_attempt=True))
         conn.execute(schema_round1.monitor_state.insert(), {"key": "k", "value": "{}", "updated_at": when})
+        conn.execute(schema_round1.incidents.insert(), [  # open: one of a post, one of a check
+            {"key": key, "status": "open", "severity": "warning", "title": key, "detail": "",
+             "opened_at": when, "updated_at": when} for key in ("failure:server_error:post:2", "check:disk")])
     init_db(engine)
     with engine.connect() as conn:
         rows = conn.execute(select(posts).order_by(posts.c.id)).mappings().all()
@@ -156,6 +159,9 @@ def test_database_of_the_previous_release_is_adopted_with_its_rows(engine: Engin
             for r in rows] == [("old posted", "posted", 1, "111", False),
                                ("old failed", "failed", 2, None, True)]
     assert rows[0]["scheduled_at"] == when and rows[1]["last_error"] == "503"
+    with engine.connect() as conn:  # revision 0005 names the post of an open post incident
+        assert dict(conn.execute(select(incidents.c.key, incidents.c.post_id)).all()) == {
+            "failure:server_error:post:2": 2, "check:disk": None}
     assert _schema_diffs(engine) == []
     _assert_pipeline_can_write(engine)
 

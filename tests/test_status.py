@@ -19,7 +19,7 @@ from utils.state import put_state
 STATUS_KEYS = {"generated_at", "timezone", "daemon", "jobs", "checks", "incidents", "actions", "retries",
                "posts_by_status", "actions_by_outcome", "x_api", "notifications", "errors", "warnings",
                "database_readable", "silences", "instance", "safe_mode", "posting", "odd_posts",
-               "slots", "budget"}
+               "slots", "budget", "open_incidents"}
 
 
 @pytest.mark.slow

@@ -121,8 +121,10 @@ incidents = Table(
     Column("failure_streak", Integer, nullable=False, default=0),
     Column("notified_severity", String(16)),
     Column("failure_class", String(32)),
+    Column("post_id", Integer),  # the ledger row of a `failure:<class>:post:<id>` incident, else NULL
     Index("ix_incidents_key_status", "key", "status"),
     Index("ix_incidents_status_opened", "status", "opened_at"),  # open incidents, oldest first
+    Index("ix_incidents_status_post", "status", "post_id"),  # open incidents of posts that moved on
 )
 
 log_offsets = Table(
@@ -198,11 +200,13 @@ def make_engine(url: str, *, connect_timeout: float = 10.0,
     return engine
 
 
-def _pool_bounds(parsed: Any, connect_timeout: float) -> dict[str, float]:
+def _pool_bounds(parsed: Any, connect_timeout: float) -> dict[str, Any]:
     # A checkout waits for a free connection at most one connect time; an in-memory SQLite
     # database has one connection per thread and no queue to wait in.
+    # LIFO: the connection used last is used again, so a quiet pool keeps one warm connection
+    # (and one SQLite page cache) instead of rotating through all of them.
     in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
-    return {} if in_memory else {"pool_timeout": connect_timeout}
+    return {} if in_memory else {"pool_timeout": connect_timeout, "pool_use_lifo": True}
 
 
 def _postgres_bounds(connect_timeout: float, bound: float) -> dict[str, object]:
@@ -269,6 +273,7 @@ def _bounded_psycopg(bound: float, hung: _Hung) -> Callable[..., object]:
 
 
 SQLITE_STATEMENTS_CACHED = 8
+SQLITE_PAGE_CACHE_KIB = 512
 SUSPECT_WAIT_S = 1.0
 FAIL_FAST_S = 5.0
 _HUNG: dict[str, _Hung] = {}
@@ -278,6 +283,7 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object, busy_ms: int = 10
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")   # the pipeline and the monitor write concurrently
     cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")  # a lock held too long is an error, not a hang
+    cursor.execute(f"PRAGMA cache_size=-{SQLITE_PAGE_CACHE_KIB}")
     cursor.close()
 
 

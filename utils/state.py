@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -16,29 +16,46 @@ from .db import monitor_state  # relative: see autonomiq_ledger/_leaves.py
 def get_state(engine: Engine, key: str) -> Any | None:
     """The value stored under `key`, or None; a value that is not valid JSON counts as None."""
     with engine.connect() as conn:
-        raw = conn.execute(select(monitor_state.c.value).where(monitor_state.c.key == key)).scalar()
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return None
+        return get_states(conn, [key]).get(key)
+
+
+def get_states(conn: Connection, keys: list[str]) -> dict[str, Any]:
+    """The values stored under `keys` (one query), on `conn`; keys without a valid JSON value
+    are left out."""
+    found: dict[str, Any] = {}
+    if not keys:
+        return found
+    rows: list[tuple[str, str | None]] = [(row.key, row.value) for row in conn.execute(
+        select(monitor_state.c.key, monitor_state.c.value).where(monitor_state.c.key.in_(keys)))]
+    for key, raw in rows:
+        try:
+            found[key] = json.loads(raw) if raw is not None else None
+        except ValueError:
+            continue
+        if found[key] is None:
+            del found[key]
+    return found
 
 
 def put_state(engine: Engine, key: str, value: Any, now: datetime) -> None:
     """Store `value` (JSON-serialisable) under `key`, replacing what was there."""
-    text = json.dumps(value, sort_keys=True, default=str)
     with engine.begin() as conn:
-        done = conn.execute(update(monitor_state).where(monitor_state.c.key == key)
-                            .values(value=text, updated_at=now)).rowcount
-        if done:
-            return
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(monitor_state).values(key=key, value=text, updated_at=now))
-        except IntegrityError:  # another process inserted it first
-            conn.execute(update(monitor_state).where(monitor_state.c.key == key)
-                         .values(value=text, updated_at=now))
+        write_state(conn, key, value, now)
+
+
+def write_state(conn: Connection, key: str, value: Any, now: datetime) -> None:
+    """`put_state` within the caller's transaction on `conn`."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    done = conn.execute(update(monitor_state).where(monitor_state.c.key == key)
+                        .values(value=text, updated_at=now)).rowcount
+    if done:
+        return
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(monitor_state).values(key=key, value=text, updated_at=now))
+    except IntegrityError:  # another process inserted it first
+        conn.execute(update(monitor_state).where(monitor_state.c.key == key)
+                     .values(value=text, updated_at=now))
 
 
 def prefix_range(prefix: str) -> ColumnElement[bool]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from autonomiq_ledger import post
-from recovery.base import FixOutcome, PostTarget, Routine, Target, on_posts, run_check
+from recovery.base import FixOutcome, PostTarget, Routine, Target, on_posts, sweep_check
 from utils.redact import one_line
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ def scheduler_note(ctx: MonitorContext) -> str:
     """What the scheduler check says now (the sweep restarts it earlier when it is down)."""
     if not (ctx.settings.scheduler_service or ctx.settings.scheduler_heartbeat_file):
         return "scheduler not monitored (set SCHEDULER_SERVICE or SCHEDULER_HEARTBEAT_FILE)"
-    result = run_check(ctx, "scheduler")
+    result = sweep_check(ctx, "scheduler")
     return f"scheduler {result.status.value}: {result.detail}"
 
 

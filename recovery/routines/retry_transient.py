@@ -16,7 +16,7 @@ from recovery.base import (
     changed_meanwhile,
     local_time,
     on_posts,
-    run_check,
+    sweep_check,
 )
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def fix(ctx: MonitorContext, target: PostTarget) -> FixOutcome:
     now = ctx.now()
     move = functools.partial(transition, ctx.engine, target.post_id, PostStatus.FAILED, now=now,
                              expect=target.row)
-    internet = run_check(ctx, "internet")
+    internet = sweep_check(ctx, "internet")
     if internet.status.value == "critical":
         recheck = now + backoff_delay(ctx, 1)
         # Stays `failed` so no attempt is spent; the sweep looks again after `recheck`.
