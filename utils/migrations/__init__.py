@@ -12,7 +12,9 @@ from __future__ import annotations
 import ast
 import contextlib
 import fcntl
+import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 _LOCK_NAME = "autonomiq_monitor_migrate"
 _PG_LOCK_KEY = 0x4155544F  # any constant shared by every monitor process ("AUTO")
 _LOCK_WAIT_S = 120
+_HEADS_LOCK = threading.Lock()
 
 
 class MigrationLockTimeout(SQLAlchemyError):
@@ -35,7 +38,16 @@ class MigrationLockTimeout(SQLAlchemyError):
 
 
 def heads() -> set[str]:
-    """The newest revision id(s) in `versions/`, read from the files without importing Alembic."""
+    """The newest revision id(s) in `versions/`, read from the files without importing Alembic,
+    once per process: `ast.parse` in two threads at once can fail on Python 3.11 (seen in a
+    pipeline-like test building six contexts in six threads: "AST constructor recursion depth
+    mismatch")."""
+    with _HEADS_LOCK:
+        return set(_read_heads())
+
+
+@functools.cache
+def _read_heads() -> frozenset[str]:
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in (HERE / "versions").glob("*.py"):
@@ -44,7 +56,7 @@ def heads() -> set[str]:
             revisions.add(str(values["revision"]))
             down = values.get("down_revision")
             parents.update(down if isinstance(down, tuple) else (down,) if down else ())
-    return revisions - parents
+    return frozenset(revisions - parents)
 
 
 def _assignments(path: Path) -> dict[str, object]:
