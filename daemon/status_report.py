@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import desc, func, select
 
-from autonomiq_ledger.status import PostStatus, exact, status_in, status_outside
+from autonomiq_ledger.status import PostStatus, exact, odd_status_rows, status_in
 from checks.history import latest_results
 from checks.twitter_api import estimated_budget
 from daemon.instance_lock import INSTANCE_STATE_KEY, lock_is_held
@@ -136,10 +136,9 @@ def retries_view(engine: Engine, limit: int = LAST_RETRIES) -> list[dict[str, An
 def odd_posts_view(engine: Engine, limit: int = LAST_RETRIES) -> list[dict[str, Any]]:
     """Posts whose status is none of PostStatus (`queued`, `FAILED`, `'failed '`): nothing acts on
     them until a human fixes the row."""
-    query = (select(posts.c.id, exact(posts.c.status)).where(status_outside(posts.c.status))
-             .order_by(posts.c.id).limit(limit))
     with engine.connect() as conn:
-        return [{"post_id": post_id, "status": _text(status)} for post_id, status in conn.execute(query)]
+        found = odd_status_rows(conn, posts, limit)
+    return [{"post_id": post_id, "status": _text(status)} for post_id, status in found]
 
 
 def _text(value: Any) -> Any:

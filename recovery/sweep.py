@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from autonomiq_ledger.ambiguity import text_may_have_reached_x
 from autonomiq_ledger.excerpt import excerpt
 from autonomiq_ledger.posting import get_post, get_posts, row_problem, unchanged
-from autonomiq_ledger.status import PostStatus, status_in, status_outside
+from autonomiq_ledger.status import PostStatus, odd_status_rows, status_in
 from checks.base import Status
 from checks.round import run_round
 from recovery.action_budget import SAFE_MODE
@@ -174,17 +174,16 @@ def _report_odd_statuses(ctx: MonitorContext, report: _Run) -> None:
     """Rows whose status is none of PostStatus (`queued`, `FAILED`, `'failed '`), by id, exactly
     on every backend: never recovered by guesswork, never ignored silently."""
     with ctx.engine.connect() as conn:
-        odd = conn.execute(select(posts.c.id, posts.c.status).where(status_outside(posts.c.status))
-                           .order_by(posts.c.id).limit(BATCH)).all()
+        odd = odd_status_rows(conn, posts, BATCH)
     for post_id, status in odd:
         report.skip_row(post_id, f"status {status!r} is not one of {', '.join(S)}; skipped (fix the row)")
 
 
 def _unreadable_times(ctx: MonitorContext, report: _Run) -> set[int]:
     """Rows whose timestamp names no instant (SQLite): reported with the value, then skipped."""
-    with ctx.engine.connect() as conn:
-        found = unreadable_instants(conn, posts, status_in(
-            posts.c.status, (S.FAILED, S.RETRY_SCHEDULED, S.SCHEDULED, S.POSTING)))
+    with ctx.engine.connect() as conn:  # one status at a time: an index equality each
+        found = sorted((bad for status in (S.FAILED, S.RETRY_SCHEDULED, S.SCHEDULED, S.POSTING)
+                        for bad in unreadable_instants(conn, posts, _is(status))), key=lambda bad: bad[0])
     for post_id, column, value in found:
         report.skip_row(post_id, f"{column} = {value!r:.80} is not a timestamp; "
                                  "skipped (write naive UTC, e.g. 2026-12-01 09:00:00)")

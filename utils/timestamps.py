@@ -144,7 +144,8 @@ def unreadable_instants(conn: Connection, table: Table, where: ColumnElement[boo
         # A hint that `where` is rare: with ANALYZE statistics SQLite would otherwise scan the table.
         query = query.where(func.likelihood(where, literal_column("0.001")))
     found: list[tuple[Any, str, object]] = []
-    for row in conn.execute(query.order_by(key).limit(limit)):
+    # Not ORDER BY id: with a LIMIT, SQLite would walk the table in id order instead of the index.
+    for row in sorted(conn.execute(query.limit(limit)), key=lambda row: row[0]):
         values, flags = row[1:1 + len(columns)], row[1 + len(columns):]
         found += [(row[0], c.name, v) for c, v, bad in zip(columns, values, flags, strict=True) if bad]
     return found
