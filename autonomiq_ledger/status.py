@@ -12,7 +12,7 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import Connection, String, select
+from sqlalchemy import Connection, String, inspect, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
@@ -111,7 +111,23 @@ def odd_status_rows(conn: Connection, table: Any, limit: int) -> list[tuple[int,
     `posted` are stepped over, never read. (As one OR, or ordered by id in SQL, SQLite chose to
     walk the whole table in id order: 200-400 ms a sweep at a million rows.)"""
     found: list[tuple[int, Any]] = []
-    for part in outside_parts(table.c.status):
+    parts = outside_parts(table.c.status)
+    if not _status_nullable(conn, table):
+        parts = parts[1:]  # no NULL to find (and SQLite plans `IS NULL` on it as an index scan)
+    for part in parts:
         query = select(table.c.id, table.c.status).where(part).limit(limit)
         found += [(row[0], row[1]) for row in conn.execute(query)]
     return sorted(found, key=lambda row: row[0])[:limit]
+
+
+_NULLABLE: dict[tuple[str, str], bool] = {}
+
+
+def _status_nullable(conn: Connection, table: Any) -> bool:
+    """Whether the database's own `status` column admits NULL (a pipeline's table may), read once
+    per database and table."""
+    key = (conn.engine.url.render_as_string(hide_password=True), str(table.name))
+    if key not in _NULLABLE:
+        found = [column for column in inspect(conn).get_columns(table.name) if column["name"] == "status"]
+        _NULLABLE[key] = bool(found[0]["nullable"]) if found else True
+    return _NULLABLE[key]
