@@ -5,7 +5,7 @@ on scheduler threads, so on a bad day each of them kept tens of MB resident that
 no longer used: the footprint benchmark's backlog grew 60 MB over 90 sweeps that way. The unit
 sets `MALLOC_ARENA_MAX=2`; `limit_malloc_arenas` does the same from inside, so
 `python autonomous_monitor.py run` in a terminal behaves like the service. `trim_free_memory`
-after a job hands the pages its transient rows left free back to the system, so resident memory
+after a sweep hands the pages its transient rows left free back to the system, so resident memory
 follows what is in use instead of the largest job so far.
 """
 
