@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from autonomiq_ledger.status import status_in
+from autonomiq_ledger.status import ACTED_ON, status_in
 from notify import messages
 from notify.silence import note_held_back, quiet_reason
 from recovery import playbook
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 _RANK = {"warning": 1, "critical": 2}
 # A post in one of these is waiting for its retry: its incident is neither passing nor failing.
-WAITING = ("retry_scheduled", "failed", "posting", "scheduled")
+WAITING = ACTED_ON
 MOVED_BATCH = 500  # open incidents of posts that moved on, judged per sweep (the rest next sweep)
 Enqueue = Callable[[Connection, "Message", datetime], int]
 

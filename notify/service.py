@@ -139,19 +139,20 @@ class NotificationService:
         try:
             swept = _report_post_ids(report)
             try:
-                open_rows = open_keys_to_judge(self.ctx, swept)
-                for key in given_up_keys(self.ctx, open_rows):
-                    del open_rows[key]
+                judged = open_keys_to_judge(self.ctx, swept)
+                ended = given_up_keys(self.ctx, judged)
+                open_rows = {key: failed for key, failed in judged.items() if key not in ended}
                 latest = {row["name"]: row for row in latest_results(self.ctx.engine)}
                 ids = swept | {i for key in open_rows if (i := post_id_of(key)) is not None}
                 facts = post_facts(self.ctx, ids)
                 last_posted = self._last_posted()
             except SQLAlchemyError:  # down or hung: judge what the sweep saw, so an urgent problem
-                open_rows, latest, facts, last_posted = {}, {}, {}, None  # still goes out directly
-            self.incidents.observe(from_sweep(report, open_rows, latest, facts, self.ctx.now(),
-                                              last_posted))
-            # The give-up alert (just queued) is the last word on such a post: close its incident.
-            self.incidents.close(given_up_keys(self.ctx, open_keys_to_judge(self.ctx, swept)))
+                judged, open_rows, latest, facts, last_posted = {}, {}, {}, {}, None  # still goes out
+            observations = from_sweep(report, open_rows, latest, facts, self.ctx.now(), last_posted)
+            self.incidents.observe(observations)
+            # The give-up alert (just queued) is the last word on such a post: close its incident
+            # (one judged above, or one this sweep just opened or updated).
+            self.incidents.close(given_up_keys(self.ctx, set(judged) | {o.key for o in observations}))
             self._quiet_time_summaries()
         except IncidentsUnrecorded as exc:
             self._alert_unrecorded(exc)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from autonomiq_ledger.ambiguity import text_may_have_reached_x
 from autonomiq_ledger.excerpt import excerpt
 from autonomiq_ledger.posting import get_post, get_posts, row_problem, unchanged
-from autonomiq_ledger.status import PostStatus, odd_status_rows, status_in
+from autonomiq_ledger.status import ACTED_ON, PostStatus, odd_status_rows, status_in
 from checks.base import Status
 from checks.round import run_round
 from recovery.action_budget import SAFE_MODE
@@ -182,8 +182,8 @@ def _report_odd_statuses(ctx: MonitorContext, report: _Run) -> None:
 def _unreadable_times(ctx: MonitorContext, report: _Run) -> set[int]:
     """Rows whose timestamp names no instant (SQLite): reported with the value, then skipped."""
     with ctx.engine.connect() as conn:  # one status at a time: an index equality each
-        found = sorted((bad for status in (S.FAILED, S.RETRY_SCHEDULED, S.SCHEDULED, S.POSTING)
-                        for bad in unreadable_instants(conn, posts, _is(status))), key=lambda bad: bad[0])
+        found = sorted((bad for status in ACTED_ON for bad in unreadable_instants(conn, posts, _is(status))),
+                       key=lambda bad: bad[0])
     for post_id, column, value in found:
         report.skip_row(post_id, f"{column} = {value!r:.80} is not a timestamp; "
                                  "skipped (write naive UTC, e.g. 2026-12-01 09:00:00)")

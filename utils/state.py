@@ -29,11 +29,11 @@ def get_states(conn: Connection, keys: list[str]) -> dict[str, Any]:
         select(monitor_state.c.key, monitor_state.c.value).where(monitor_state.c.key.in_(keys)))]
     for key, raw in rows:
         try:
-            found[key] = json.loads(raw) if raw is not None else None
+            value = json.loads(raw) if raw is not None else None
         except ValueError:
             continue
-        if found[key] is None:
-            del found[key]
+        if value is not None:
+            found[key] = value
     return found
 
 
